@@ -1,0 +1,271 @@
+"""Plotly figures for the book's signature visuals, in one consistent style.
+
+Figures render in three places: live Jupyter/Colab, and the static HTML book, which must work
+offline. The ``companion`` renderer registered here emits each figure as a ``<div>`` plus a short
+script that draws it with ``window.Plotly``. The book ships plotly.js once as a static asset
+(``_static/plotly.min.js``), so pages carry only figure data; in a live notebook without that asset
+(Colab) the script loads plotly.js from its CDN instead.
+
+Parameter sweeps use plotly sliders (``slider_figure``) so that readers of the static book can still
+explore them; ipywidgets (``companion.widgets``) do the same live.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.io._base_renderers import MimetypeRenderer
+from plotly.utils import PlotlyJSONEncoder
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+_ids = itertools.count()
+
+pio.templates["companion"] = go.layout.Template(
+    layout=dict(
+        font=dict(family="Inter, Helvetica, Arial, sans-serif", size=13),
+        colorway=PALETTE,
+        margin=dict(l=60, r=20, t=50, b=50),
+        hovermode="closest",
+        plot_bgcolor="white",
+        xaxis=dict(gridcolor="#e5e5e5", zerolinecolor="#bbbbbb"),
+        yaxis=dict(gridcolor="#e5e5e5", zerolinecolor="#bbbbbb"),
+    )
+)
+pio.templates.default = "plotly_white+companion"
+
+
+def figure_html(fig: go.Figure | Mapping, div_id: str | None = None) -> str:
+    """The HTML the book embeds for one figure: an empty div and a script that draws it."""
+    fig_dict = fig.to_plotly_json() if isinstance(fig, go.Figure) else dict(fig)
+    if "data" not in fig_dict:
+        raise ValueError("fig must be a plotly Figure or a dict with a 'data' key")
+    div_id = div_id or f"companion-plotly-{next(_ids)}"
+    layout = fig_dict.get("layout", {})
+    height = int(layout.get("height") or 450)
+    spec = json.dumps({"data": fig_dict["data"], "layout": layout}, cls=PlotlyJSONEncoder)
+    cdn = f"https://cdn.plot.ly/plotly-{_plotlyjs_version()}.min.js"
+    return f"""<div id="{div_id}" class="companion-plotly" style="width:100%;height:{height}px;"></div>
+<script type="text/javascript">
+(function () {{
+  var spec = {spec};
+  function draw() {{
+    Plotly.newPlot("{div_id}", spec.data, spec.layout, {{responsive: true, displaylogo: false}});
+  }}
+  function loadThenDraw() {{
+    if (window.Plotly) {{ draw(); return; }}
+    var s = document.createElement("script");
+    s.src = "{cdn}";
+    s.onload = draw;
+    document.head.appendChild(s);
+  }}
+  if (window.Plotly) {{ draw(); }}
+  else if (document.readyState === "complete") {{ loadThenDraw(); }}
+  else {{ window.addEventListener("load", loadThenDraw); }}
+}})();
+</script>"""
+
+
+def _plotlyjs_version() -> str:
+    from plotly.offline import get_plotlyjs_version
+
+    return get_plotlyjs_version()
+
+
+class _BookRenderer(MimetypeRenderer):
+    """Render figures as self-drawing HTML (see module docstring)."""
+
+    def to_mimebundle(self, fig_dict: dict) -> dict:
+        return {"text/html": figure_html(fig_dict)}
+
+
+pio.renderers["companion"] = _BookRenderer()
+pio.renderers.default = "companion"
+
+
+# ---------------------------------------------------------------------------------------------
+# Generic helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def slider_figure(
+    make_traces: Callable[[object], Sequence[go.BaseTraceType]],
+    values: Sequence,
+    label: str,
+    active: int = 0,
+    layout: Mapping | None = None,
+) -> go.Figure:
+    """One figure, one slider: ``make_traces(v)`` gives the traces shown when the slider is at v.
+
+    All traces are built up front and the slider toggles their visibility, so the sweep works in
+    the static book with no kernel. Example: ``slider_figure(lambda d: [go.Scatter(...)], [0.5, 1, 2], "delta")``.
+    """
+    if len(values) == 0:
+        raise ValueError("values must hold at least one slider position")
+    if not 0 <= active < len(values):
+        raise ValueError(f"active must index values (0..{len(values) - 1}), got {active}")
+    fig = go.Figure()
+    groups: list[range] = []
+    for v in values:
+        traces = list(make_traces(v))
+        if not traces:
+            raise ValueError(f"make_traces({v!r}) returned no traces")
+        start = len(fig.data)
+        fig.add_traces(traces)
+        groups.append(range(start, len(fig.data)))
+    n = len(fig.data)
+    steps = []
+    for v, group in zip(values, groups):
+        visible = [i in group for i in range(n)]
+        steps.append(dict(method="update", label=_fmt(v), args=[{"visible": visible}]))
+    for i, trace in enumerate(fig.data):
+        trace.visible = i in groups[active]
+    fig.update_layout(
+        sliders=[dict(active=active, steps=steps, currentvalue=dict(prefix=f"{label} = "), pad=dict(t=40))],
+        **(layout or {}),
+    )
+    return fig
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def line_figure(
+    x: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    title: str = "",
+    xaxis_title: str = "",
+    yaxis_title: str = "",
+    log_x: bool = False,
+    log_y: bool = False,
+) -> go.Figure:
+    """Several named lines over one shared x."""
+    fig = go.Figure()
+    for name, ys in series.items():
+        if len(ys) != len(x):
+            raise ValueError(f"series {name!r} has {len(ys)} points but x has {len(x)}")
+        fig.add_trace(go.Scatter(x=list(x), y=list(ys), mode="lines", name=name))
+    fig.update_layout(title=title, xaxis_title=xaxis_title, yaxis_title=yaxis_title)
+    if log_x:
+        fig.update_xaxes(type="log")
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Signature visuals
+# ---------------------------------------------------------------------------------------------
+
+
+def training_curves(history: Mapping[str, Sequence[float]], x_key: str = "step", title: str = "") -> go.Figure:
+    """Train/val curves from a history dict: ``{"step": [...], "train_loss": [...], "val_loss": [...]}``.
+
+    Every key other than ``x_key`` holding a list as long as ``history[x_key]`` becomes a line.
+    """
+    if x_key not in history:
+        raise ValueError(f"history has no {x_key!r} key; keys are {sorted(history)}")
+    x = list(history[x_key])
+    series = {k: v for k, v in history.items() if k != x_key and len(v) == len(x)}
+    if not series:
+        raise ValueError(f"history has no series of the same length as {x_key!r} ({len(x)})")
+    return line_figure(x, series, title=title, xaxis_title=x_key, yaxis_title="value")
+
+
+def landscape_figure(
+    xs: np.ndarray,
+    ys: np.ndarray,
+    z: np.ndarray,
+    paths: Mapping[str, np.ndarray] | None = None,
+    title: str = "",
+    log_z: bool = True,
+) -> go.Figure:
+    """Contour of a 2-D function with optimizer paths on top.
+
+    xs: (nx,), ys: (ny,), z: (ny, nx) values; paths: name -> (n_steps, 2) array of (x, y) points.
+    ``log_z`` colours by log10(z - min + 1e-3) so valleys stay visible on functions like Rosenbrock.
+    """
+    xs, ys, z = np.asarray(xs), np.asarray(ys), np.asarray(z)
+    if z.shape != (len(ys), len(xs)):
+        raise ValueError(f"z has shape {z.shape} but expected (len(ys), len(xs)) = {(len(ys), len(xs))}")
+    shown = np.log10(z - z.min() + 1e-3) if log_z else z
+    fig = go.Figure(
+        go.Contour(
+            x=xs, y=ys, z=shown, colorscale="Viridis", ncontours=30, showscale=False, hoverinfo="skip",
+            contours=dict(coloring="heatmap"), line=dict(width=0.5),
+        )
+    )
+    for color, (name, path) in zip(itertools.cycle(PALETTE[1:]), (paths or {}).items()):
+        path = np.asarray(path)
+        if path.ndim != 2 or path.shape[1] != 2:
+            raise ValueError(f"path {name!r} has shape {path.shape}; expected (n_steps, 2)")
+        fig.add_trace(go.Scatter(
+            x=path[:, 0], y=path[:, 1], mode="lines+markers", name=name,
+            marker=dict(size=3, color=color), line=dict(width=2, color=color),
+        ))
+    fig.update_layout(title=title, xaxis_title="x", yaxis_title="y", height=480,
+                      xaxis=dict(range=[xs.min(), xs.max()]), yaxis=dict(range=[ys.min(), ys.max()]))
+    return fig
+
+
+def surface_figure(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, title: str = "") -> go.Figure:
+    """A loss surface z (len(betas), len(alphas)) as a 3-D surface with contours projected below."""
+    z = np.asarray(z)
+    if z.shape != (len(betas), len(alphas)):
+        raise ValueError(f"z has shape {z.shape} but expected (len(betas), len(alphas)) = {(len(betas), len(alphas))}")
+    fig = go.Figure(go.Surface(
+        x=alphas, y=betas, z=z, colorscale="Viridis", showscale=False,
+        contours=dict(z=dict(show=True, usecolormap=True, project_z=True)),
+    ))
+    fig.update_layout(title=title, height=520, scene=dict(xaxis_title="α (direction 1)",
+                                                          yaxis_title="β (direction 2)", zaxis_title="loss"))
+    return fig
+
+
+def attention_heatmap(weights: np.ndarray, tokens: Sequence[str] | None = None, title: str = "") -> go.Figure:
+    """Attention weights (T_q, T_k), or (H, T_q, T_k) with a slider over heads."""
+    w = np.asarray(weights, dtype=float)
+    if w.ndim == 2:
+        w = w[None]
+    if w.ndim != 3:
+        raise ValueError(f"weights must have shape (T_q, T_k) or (H, T_q, T_k), got {w.shape}")
+    labels = list(tokens) if tokens is not None else [str(i) for i in range(w.shape[-1])]
+    if len(labels) != w.shape[-1]:
+        raise ValueError(f"{len(labels)} tokens given but weights have {w.shape[-1]} keys")
+    q_labels = labels[-w.shape[1]:]
+
+    def heads(h):
+        return [go.Heatmap(z=w[h], x=labels, y=q_labels, colorscale="Blues", zmin=0, zmax=1,
+                           hovertemplate="query %{y} → key %{x}: %{z:.3f}<extra></extra>")]
+
+    layout = dict(title=title, yaxis=dict(autorange="reversed"), xaxis_title="key", yaxis_title="query")
+    return slider_figure(heads, list(range(w.shape[0])), "head", layout=layout)
+
+
+def recall_qps_figure(records: Sequence[Mapping], title: str = "Recall@10 vs queries per second") -> go.Figure:
+    """The ANN trade-off curve: one line per method over its parameter sweep.
+
+    records: dicts with ``method``, ``recall``, ``qps`` and ``params`` (shown on hover).
+    """
+    by_method: dict[str, list[Mapping]] = {}
+    for r in records:
+        missing = {"method", "recall", "qps"} - set(r)
+        if missing:
+            raise ValueError(f"record {dict(r)} lacks {sorted(missing)}")
+        by_method.setdefault(r["method"], []).append(r)
+    fig = go.Figure()
+    for method, rs in by_method.items():
+        rs = sorted(rs, key=lambda r: r["recall"])
+        fig.add_trace(go.Scatter(
+            x=[r["recall"] for r in rs], y=[r["qps"] for r in rs], mode="lines+markers", name=method,
+            text=[json.dumps(r.get("params", {})) for r in rs],
+            hovertemplate="recall %{x:.3f}<br>%{y:.0f} QPS<br>%{text}<extra>" + method + "</extra>",
+        ))
+    fig.update_layout(title=title, xaxis_title="recall@10", yaxis_title="queries / s")
+    fig.update_yaxes(type="log")
+    return fig

@@ -1,0 +1,59 @@
+"""Live exploration in Jupyter/Colab with ipywidgets.
+
+The pattern: every widget is a thin shell around a plain function that takes the control values
+and returns a plotly figure. The function is what the tests call; the shell only wires controls
+to it. In the static book the same exploration is offered by plotly sliders (``viz.slider_figure``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ipywidgets as W
+import plotly.graph_objects as go
+from IPython.display import display
+
+from . import optim, viz
+
+
+def live(callback: Callable[..., go.Figure], **controls: W.ValueWidget) -> W.VBox:
+    """Wire ``controls`` to ``callback``: each change redraws ``callback(**values)`` below them."""
+    if not controls:
+        raise ValueError("live() needs at least one control")
+    for name, control in controls.items():
+        if not isinstance(control, W.ValueWidget):
+            raise TypeError(f"control {name!r} must be an ipywidgets ValueWidget, got {type(control).__name__}")
+    out = W.Output()
+
+    def redraw(_change=None) -> None:
+        fig = callback(**{name: c.value for name, c in controls.items()})
+        with out:
+            out.clear_output(wait=True)
+            display(fig)
+
+    for control in controls.values():
+        control.observe(redraw, names="value")
+    redraw()
+    box = W.VBox([W.HBox(list(controls.values())), out])
+    box.redraw = redraw  # handy in tests and for readers who change a control in code
+    return box
+
+
+def optimizer_paths_figure(function: str, lr: float, steps: int) -> go.Figure:
+    """SGD, momentum and Adam from the same start on one of ``optim.TEST_FUNCTIONS``."""
+    if function not in optim.TEST_FUNCTIONS:
+        raise ValueError(f"function must be one of {sorted(optim.TEST_FUNCTIONS)}, got {function!r}")
+    fn = optim.TEST_FUNCTIONS[function]
+    paths = {name: optim.trajectory(fn, name, lr, steps) for name in ("sgd", "momentum", "adam")}
+    xs, ys, z = optim.grid(fn)
+    return viz.landscape_figure(xs, ys, z, paths, title=f"{function}: lr={lr:g}, {steps} steps")
+
+
+def optimizer_paths_widget(function: str = "rosenbrock", lr: float = 1e-3, steps: int = 300) -> W.VBox:
+    """Pick a test function, a learning rate and a step budget; watch the three optimizers move."""
+    return live(
+        optimizer_paths_figure,
+        function=W.Dropdown(options=sorted(optim.TEST_FUNCTIONS), value=function, description="function"),
+        lr=W.FloatLogSlider(value=lr, base=10, min=-4, max=0, step=0.25, description="lr"),
+        steps=W.IntSlider(value=steps, min=10, max=2000, step=10, description="steps"),
+    )
