@@ -2,7 +2,7 @@
 
     notebooks/*.py  --sync-->  notebooks/*.ipynb (no outputs, committed, what Colab opens)
                     --papermill (SMOKE or full)-->  _build/executed/notebooks/*.ipynb + timings.json
-                    --stage-->  _build/stage/ (config, toc, book/, executed notebooks, _static/plotly.min.js)
+                    --stage-->  _build/stage/ (config, toc, book/, executed notebooks, _static/plotly.min.js, _extra/mathjax)
                     --jupyter-book build-->  _build/html
 
 ``make test`` executes in SMOKE mode (from the tests) and builds from those executed copies;
@@ -173,14 +173,14 @@ def stage(root: Path) -> Path:
     static = target / "_static"
     static.mkdir()
     shutil.copy2(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static / "plotly.min.js")
-    shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", static / "mathjax")
+    shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", target / "_extra" / "mathjax")
     return target
 
 
 def build(root: Path) -> Path:
     """Build the HTML book from already-executed chapters into ``_build/html``."""
     staged = stage(root)
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(staged), "--all"]
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(staged), "--all"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")

@@ -38,5 +38,6 @@ def test_plotly_js_is_shipped_once_not_inlined(html):
 def test_math_and_glue_render_offline(html):
     for source in pipeline.toc_notebooks(ROOT):
         page = (html / source.relative_to(ROOT).with_suffix(".html")).read_text()
-        assert "_static/mathjax/MathJax.js" in page, f"{source.stem}: MathJax not served locally"
+        assert "mathjax/MathJax.js" in page and "cdn.jsdelivr.net/npm/mathjax" not in page, f"{source.stem}: MathJax not served locally"
         assert "{glue" not in page, f"{source.stem}: a glue reference was not substituted"
+        assert "require.min.js" not in page, f"{source.stem}: require.js would hide plotly's global"

@@ -1,0 +1,42 @@
+"""companion.data: offline corpora and bundled datasets (no network)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from companion.data import digits, python_docs, python_docs_paragraphs, stdlib_code
+
+
+def test_python_docs_is_real_english_prose():
+    text = python_docs()
+    assert len(text) > 500_000 and "the" in text.split()[:2000]
+    assert python_docs(max_chars=100) == text[:100]
+
+
+def test_paragraphs_respect_the_minimum_length():
+    paragraphs = python_docs_paragraphs(min_chars=300)
+    assert len(paragraphs) > 200 and min(map(len, paragraphs)) >= 250  # whitespace collapsed
+    with pytest.raises(ValueError, match="min_chars"):
+        python_docs_paragraphs(0)
+
+
+def test_stdlib_code_is_python_source():
+    code = stdlib_code(max_files=5)
+    assert "def " in code and "import" in code
+    with pytest.raises(ValueError, match="max_files"):
+        stdlib_code(max_files=0)
+
+
+def test_digits_split_is_standardized_on_train_only():
+    (x_tr, y_tr), (x_va, y_va) = digits(seed=0)
+    assert x_tr.shape[1] == 64 and len(x_tr) + len(x_va) == 1797
+    assert x_tr.dtype == torch.float32 and y_tr.dtype == torch.long
+    assert torch.allclose(x_tr.mean(0), torch.zeros(64), atol=1e-4)
+    assert not torch.allclose(x_va.mean(0), torch.zeros(64), atol=1e-3)
+    (small, _), _ = digits(seed=0, n_train=100)
+    assert len(small) == 100
+    with pytest.raises(ValueError, match="n_train"):
+        digits(n_train=5)
+    with pytest.raises(ValueError, match="val_frac"):
+        digits(val_frac=1.5)

@@ -1,0 +1,78 @@
+"""companion.viz: the offline book renderer and the figure helpers."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from companion import viz
+
+
+def test_figures_render_as_self_drawing_html_without_plotly_js():
+    bundle = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))._repr_mimebundle_()
+    html = bundle["text/html"]
+    assert 'class="companion-plotly"' in html and "Plotly.newPlot" in html
+    assert len(html) < 20_000, "plotly.js itself must not be inlined"
+    spec = json.loads(re.search(r"var spec = (\{.*?\});\n", html, re.S).group(1))
+    assert spec["data"][0]["y"] == [3, 4]
+
+
+def test_each_figure_gets_its_own_div():
+    a = viz.figure_html(go.Figure())
+    b = viz.figure_html(go.Figure())
+    assert re.search(r'id="([^"]+)"', a).group(1) != re.search(r'id="([^"]+)"', b).group(1)
+
+
+def test_slider_figure_shows_one_group_per_step():
+    fig = viz.slider_figure(lambda k: [go.Scatter(y=[k, k]), go.Scatter(y=[0, k])], [1, 2, 3], "k", active=1)
+    assert len(fig.data) == 6
+    assert [t.visible for t in fig.data] == [False, False, True, True, False, False]
+    steps = fig.layout.sliders[0].steps
+    assert [s.label for s in steps] == ["1", "2", "3"]
+    assert steps[2].args[0]["visible"] == [False, False, False, False, True, True]
+
+
+@pytest.mark.parametrize("values, active, match", [([], 0, "at least one"), ([1], 3, "active must index")])
+def test_slider_figure_rejects_bad_input(values, active, match):
+    with pytest.raises(ValueError, match=match):
+        viz.slider_figure(lambda v: [go.Scatter()], values, "v", active=active)
+
+
+def test_landscape_figure_checks_shapes():
+    xs, ys = np.linspace(0, 1, 5), np.linspace(0, 1, 4)
+    fig = viz.landscape_figure(xs, ys, np.ones((4, 5)), {"sgd": np.zeros((3, 2))})
+    assert len(fig.data) == 2
+    with pytest.raises(ValueError, match="expected \\(len\\(ys\\), len\\(xs\\)\\)"):
+        viz.landscape_figure(xs, ys, np.ones((5, 4)))
+    with pytest.raises(ValueError, match="expected \\(n_steps, 2\\)"):
+        viz.landscape_figure(xs, ys, np.ones((4, 5)), {"bad": np.zeros((3, 3))})
+
+
+def test_attention_heatmap_has_a_slider_over_heads():
+    w = np.random.default_rng(0).dirichlet(np.ones(4), size=(2, 4))
+    fig = viz.attention_heatmap(w, tokens=list("abcd"))
+    assert len(fig.data) == 2 and len(fig.layout.sliders[0].steps) == 2
+    with pytest.raises(ValueError, match="3 tokens given"):
+        viz.attention_heatmap(w, tokens=list("abc"))
+
+
+def test_recall_qps_curve_sorts_by_recall_and_requires_fields():
+    recs = [{"method": "hnsw", "recall": 0.9, "qps": 100, "params": {"ef": 64}},
+            {"method": "hnsw", "recall": 0.5, "qps": 1000, "params": {"ef": 8}}]
+    fig = viz.recall_qps_figure(recs)
+    assert list(fig.data[0].x) == [0.5, 0.9] and fig.layout.yaxis.type == "log"
+    with pytest.raises(ValueError, match="lacks"):
+        viz.recall_qps_figure([{"method": "x", "recall": 1.0}])
+
+
+def test_training_curves_and_line_figure_validate_lengths():
+    fig = viz.training_curves({"step": [1, 2], "train": [1.0, 0.5], "val": [1.1, 0.7]})
+    assert {t.name for t in fig.data} == {"train", "val"}
+    with pytest.raises(ValueError, match="no 'step' key"):
+        viz.training_curves({"x": [1]})
+    with pytest.raises(ValueError, match="has 1 points but x has 2"):
+        viz.line_figure([1, 2], {"a": [1]})
