@@ -364,7 +364,7 @@ for name in final:
 
 # %%
 steps_2d = pick(SMOKE, 200, 500)
-lr_2d = {"saddle": 0.02, "rosenbrock": 1e-3, "ill-conditioned bowl": 0.03}
+lr_2d = {"saddle": 0.02, "rosenbrock": 1e-3, "bowl": 0.03}
 
 
 def landscape_traces(name: str):

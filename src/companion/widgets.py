@@ -24,9 +24,11 @@ def live(callback: Callable[..., go.Figure], **controls: W.ValueWidget) -> W.VBo
         if not isinstance(control, W.ValueWidget):
             raise TypeError(f"control {name!r} must be an ipywidgets ValueWidget, got {type(control).__name__}")
     out = W.Output()
+    box = W.VBox([W.HBox(list(controls.values())), out])
 
     def redraw(_change=None) -> None:
         fig = callback(**{name: c.value for name, c in controls.items()})
+        box.figure = fig  # the figure now on screen, for tests and for readers working in code
         with out:
             out.clear_output(wait=True)
             display(fig)
@@ -34,8 +36,6 @@ def live(callback: Callable[..., go.Figure], **controls: W.ValueWidget) -> W.VBo
     for control in controls.values():
         control.observe(redraw, names="value")
     redraw()
-    box = W.VBox([W.HBox(list(controls.values())), out])
-    box.redraw = redraw  # handy in tests and for readers who change a control in code
     return box
 
 

@@ -1,0 +1,52 @@
+"""companion.widgets: the callbacks are plain functions; the widgets only wire controls to them."""
+
+from __future__ import annotations
+
+import ipywidgets as W
+import plotly.graph_objects as go
+import pytest
+
+from companion import widgets
+
+
+def test_optimizer_paths_callback_draws_three_paths_on_a_contour():
+    fig = widgets.optimizer_paths_figure("bowl", lr=0.01, steps=50)
+    assert isinstance(fig.data[0], go.Contour)
+    assert [t.name for t in fig.data[1:]] == ["sgd", "momentum", "adam"]
+    assert all(len(t.x) == 51 for t in fig.data[1:])
+
+
+def test_optimizer_paths_callback_rejects_unknown_function():
+    with pytest.raises(ValueError, match="function must be one of"):
+        widgets.optimizer_paths_figure("himmelblau", lr=0.01, steps=10)
+
+
+def test_live_redraws_with_the_new_control_values():
+    calls = []
+
+    def callback(a, b):
+        calls.append((a, b))
+        return go.Figure()
+
+    a, b = W.IntSlider(value=1, min=0, max=10), W.Dropdown(options=["x", "y"], value="x")
+    widgets.live(callback, a=a, b=b)
+    a.value = 5
+    b.value = "y"
+    assert calls == [(1, "x"), (5, "x"), (5, "y")]
+
+
+def test_optimizer_paths_widget_follows_its_sliders():
+    box = widgets.optimizer_paths_widget(function="saddle", lr=0.01, steps=20)
+    function, lr, steps = box.children[0].children
+    steps.value = 40
+    assert box.figure.layout.title.text == "saddle: lr=0.01, 40 steps"
+    function.value = "rosenbrock"
+    assert box.figure.layout.title.text == "rosenbrock: lr=0.01, 40 steps"
+    assert len(box.figure.data[1].x) < 41, "plain SGD diverges on Rosenbrock at lr=0.01; the path stops early"
+
+
+def test_live_rejects_bad_controls():
+    with pytest.raises(ValueError, match="at least one control"):
+        widgets.live(lambda: go.Figure())
+    with pytest.raises(TypeError, match="control 'x' must be an ipywidgets ValueWidget"):
+        widgets.live(lambda x: go.Figure(), x=3)
