@@ -50,12 +50,15 @@ def bias_variance(
     noisy test targets. All rounds share the same training sets across degrees, so the curves
     differ only by the model. Returns one dict per degree with keys
     ``degree, bias2, variance, noise, test_mse, train_mse`` (floats except degree).
+    Near degree n_train - 1 the fits swing wildly between training points and near ±1, and the
+    variance grows by orders of magnitude per degree: plot these curves on a log scale.
     """
     degrees = _check_degrees(degrees, n_train)
     for name, value, low in (("n_train", n_train, 2), ("n_rounds", n_rounds, 2), ("n_test", n_test, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not (noise_std >= 0 and math.isfinite(noise_std)):
+    is_number = isinstance(noise_std, (int, float)) and not isinstance(noise_std, bool)
+    if not (is_number and noise_std >= 0 and math.isfinite(noise_std)):
         raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
     f = _sine if true_fn is None else true_fn
     if not callable(f):
@@ -65,7 +68,8 @@ def bias_variance(
     x_test = np.linspace(-1, 1, n_test)
     f_test = _evaluate(f, x_test)
     x_train = rng.uniform(-1, 1, (n_rounds, n_train))
-    y_train = _evaluate(f, x_train.ravel()).reshape(n_rounds, n_train) + noise_std * rng.standard_normal((n_rounds, n_train))
+    f_train = _evaluate(f, x_train.ravel()).reshape(n_rounds, n_train)
+    y_train = f_train + noise_std * rng.standard_normal((n_rounds, n_train))
     y_test = f_test + noise_std * rng.standard_normal((n_rounds, n_test))
     return [_decompose(d, x_train, y_train, x_test, f_test, y_test, noise_std) for d in degrees]
 

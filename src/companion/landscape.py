@@ -50,8 +50,12 @@ def _filter_normalized(weight: torch.Tensor, generator: torch.Generator) -> torc
         return torch.zeros_like(weight)
     noise = torch.randn(weight.shape, generator=generator, dtype=weight.dtype, device=generator.device)
     noise = noise.to(weight.device)
-    filter_norm = lambda t: t.flatten(1).norm(dim=1).view(-1, *[1] * (t.dim() - 1))  # noqa: E731
-    return noise * filter_norm(weight) / (filter_norm(noise) + 1e-10)
+    return noise * _filter_norms(weight) / (_filter_norms(noise) + 1e-10)
+
+
+def _filter_norms(t: torch.Tensor) -> torch.Tensor:
+    """The norm of each slice t[i], shaped (n_filters, 1, 1, ...) to broadcast against t."""
+    return t.flatten(1).norm(dim=1).view(-1, *[1] * (t.dim() - 1))
 
 
 def loss_surface(

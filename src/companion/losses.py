@@ -44,6 +44,11 @@ def _check_pair(a_name: str, a: torch.Tensor, b_name: str, b: torch.Tensor) -> N
         )
 
 
+def _is_real(x) -> bool:
+    """A plain int or float (bool excluded)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _check_probabilities(name: str, y: torch.Tensor) -> None:
     if y.numel() and not bool(((y >= 0) & (y <= 1)).all()):
         raise ValueError(f"{name} must hold values in [0, 1] (labels or probabilities)")
@@ -97,7 +102,7 @@ def bce_with_logits(
 
 
 def _as_pos_weight(pos_weight, logits: torch.Tensor) -> torch.Tensor:
-    if isinstance(pos_weight, bool) or not isinstance(pos_weight, (int, float, torch.Tensor)):
+    if not (_is_real(pos_weight) or isinstance(pos_weight, torch.Tensor)):
         raise TypeError(f"pos_weight must be a number, a tensor or None, got {type(pos_weight).__name__}")
     w = torch.as_tensor(pos_weight, dtype=logits.dtype, device=logits.device)
     if w.dim() > 1 or (w.dim() == 1 and (logits.dim() == 0 or w.shape[0] != logits.shape[-1])):
@@ -152,9 +157,9 @@ def focal_loss(
     _check_pair("logits", logits, "targets", targets)
     _check_probabilities("targets", targets)
     _check_reduction(reduction)
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma >= 0:
+    if not _is_real(gamma) or not gamma >= 0:
         raise ValueError(f"gamma must be a number >= 0, got {gamma!r}")
-    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1):
+    if alpha is not None and (not _is_real(alpha) or not 0 <= alpha <= 1):
         raise ValueError(f"alpha must be None or a number in [0, 1], got {alpha!r}")
     ce = bce_with_logits(logits, targets, reduction="none")
     p_wrong = targets * torch.sigmoid(-logits) + (1 - targets) * torch.sigmoid(logits)  # 1 - p_t
@@ -211,7 +216,7 @@ def cross_entropy(
     n_classes = logits.shape[1]
     if targets.numel() and not bool(((targets >= 0) & (targets < n_classes)).all()):
         raise ValueError(f"targets must be class indices in [0, {n_classes}), got {targets.tolist()}")
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or not 0 <= label_smoothing <= 1:
+    if not _is_real(label_smoothing) or not 0 <= label_smoothing <= 1:
         raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
     _check_reduction(reduction)
     log_probs = logits - torch.logsumexp(logits, dim=1, keepdim=True)  # (B, K)
@@ -241,7 +246,7 @@ def huber(pred: torch.Tensor, target: torch.Tensor, delta: float = 1.0, reductio
     Robust to outliers like MAE, smooth at zero like MSE. Shapes as ``mse``.
     """
     _check_pair("pred", pred, "target", target)
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not delta > 0:
+    if not _is_real(delta) or not delta > 0:
         raise ValueError(f"delta must be a number > 0, got {delta!r}")
     d = (pred - target).abs()
     return _reduce(torch.where(d < delta, 0.5 * d**2, delta * (d - 0.5 * delta)), reduction)
@@ -266,7 +271,7 @@ def info_nce(
     _check_pair("queries", queries, "keys", keys)
     if queries.dim() != 2 or queries.shape[0] < 1:
         raise ValueError(f"queries and keys must have shape (B, D) with B >= 1, got {tuple(queries.shape)}")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+    if not _is_real(temperature) or not temperature > 0:
         raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
     if normalize:
         queries, keys = F.normalize(queries, dim=1), F.normalize(keys, dim=1)

@@ -181,7 +181,9 @@ def _ill_conditioned_bowl(x, y):
 # (0, ±√2) where f = -1. Starting a hair off the ridge (y = 1e-3) lets gradient methods escape.
 SADDLE = Surface2D("saddle", _saddle, start=(-1.5, 1e-3), bounds=((-2.0, 2.0), (-2.0, 2.0)), minimum=None)
 # The classic banana valley and the classic start (-1.2, 1).
-ROSENBROCK = Surface2D("rosenbrock", _rosenbrock, start=(-1.2, 1.0), bounds=((-2.0, 2.0), (-1.0, 3.0)), minimum=(1.0, 1.0))
+ROSENBROCK = Surface2D(
+    "rosenbrock", _rosenbrock, start=(-1.2, 1.0), bounds=((-2.0, 2.0), (-1.0, 3.0)), minimum=(1.0, 1.0)
+)
 # 0.5·(u² + 50·v²) in axes rotated by 30°: curvature 50 times larger across the valley than along it.
 ILL_CONDITIONED_BOWL = Surface2D(
     "bowl", _ill_conditioned_bowl, start=(-1.5, 1.5), bounds=((-2.0, 2.0), (-2.0, 2.0)), minimum=(0.0, 0.0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -85,6 +86,8 @@ def paired_ipynb_text(source: Path) -> str:
     notebook = jupytext.read(source)
     notebook.metadata["jupytext"] = {"formats": "ipynb,py:percent"}
     notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    for index, cell in enumerate(notebook.cells):
+        cell.id = f"cell-{index:03d}"  # nbformat draws random ids; fixed ones keep the pair reproducible
     return jupytext.writes(notebook, fmt="ipynb")
 
 
@@ -128,9 +131,9 @@ def execute(root: Path, source: Path, smoke: bool) -> float:
             cwd=str(notebook.parent), progress_bar=False, log_output=False,
         )
     except pm.PapermillExecutionError as err:
+        trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(err.traceback[-5:]))  # drop terminal colours
         raise NotebookFailed(
-            f"{notebook.relative_to(root)} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
-            + "".join(err.traceback[-5:])
+            f"{notebook.relative_to(root)} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n{trace}"
         ) from None
     seconds = time.perf_counter() - start
     record_timing(root, notebook.relative_to(root).as_posix(), seconds, smoke)
@@ -169,7 +172,10 @@ def stage(root: Path) -> Path:
                 "`python -m companion.pipeline execute` first"
             )
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(executed, target / rel)
+        notebook = json.loads(executed.read_text())
+        # Saved widget state only bloats a static page: widgets need a kernel to do anything.
+        notebook["metadata"].pop("widgets", None)
+        (target / rel).write_text(json.dumps(notebook, indent=1))
     static = target / "_static"
     static.mkdir()
     shutil.copy2(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static / "plotly.min.js")

@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import ipywidgets as W
 import plotly.graph_objects as go
-from IPython.display import display
 
 from . import optim, viz
 
@@ -29,9 +28,10 @@ def live(callback: Callable[..., go.Figure], **controls: W.ValueWidget) -> W.VBo
     def redraw(_change=None) -> None:
         fig = callback(**{name: c.value for name, c in controls.items()})
         box.figure = fig  # the figure now on screen, for tests and for readers working in code
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
+        # Set the Output's outputs directly rather than `with out: display(fig)`: capturing into an
+        # Output widget races with headless executors (nbclient can hang waiting for the cell to end).
+        out.outputs = ({"output_type": "display_data", "metadata": {},
+                        "data": {"text/html": viz.figure_html(fig), "text/plain": f"<figure: {fig.layout.title.text}>"}},)
 
     for control in controls.values():
         control.observe(redraw, names="value")

@@ -47,7 +47,8 @@ def test_repository_url_lives_in_one_place(root):
     slug = url.removeprefix("https://github.com/")
     for source in chapters(root):
         text = source.read_text()
-        for found in re.findall(r"github\.com/([\w.-]+/[\w.-]+?)(?:\.git|/|\b)", text):
+        for found in re.findall(r"github\.com/([\w-]+/[\w.-]+)", text):
+            found = found.removesuffix(".git").rstrip(".")
             assert found == slug, f"{source.name} mentions github.com/{found}, but _config.yml says {slug}"
         assert f"git+{url}" in text, f"{source.name}: the setup cell must install companion from {url}"
         assert f"colab.research.google.com/github/{slug}/blob/main/{source.relative_to(root).with_suffix('.ipynb').as_posix()}" in text, (

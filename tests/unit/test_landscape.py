@@ -13,7 +13,8 @@ from companion.landscape import loss_surface, random_direction
 
 def small_net(seed=0):
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv1d(2, 4, 3), nn.Flatten(), nn.Linear(24, 8), nn.LayerNorm(8), nn.Tanh(), nn.Linear(8, 1))
+    conv = [nn.Conv1d(2, 4, 3), nn.Flatten()]
+    return nn.Sequential(*conv, nn.Linear(24, 8), nn.LayerNorm(8), nn.Tanh(), nn.Linear(8, 1))
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,8 @@ def test_clipping_bounds_the_update():
     model = torch.nn.Linear(2, 2)
     x, y = torch.randn(32, 2) * 1e4, torch.randint(0, 2, (32,))
     before = [p.detach().clone() for p in model.parameters()]
-    cfg = training.TrainConfig(steps=1, batch_size=32, peak_lr=0.1, warmup_frac=0.0, optimizer="sgd", clip_norm=1.0)
+    cfg = training.TrainConfig(steps=1, batch_size=32, peak_lr=0.1, warmup_frac=0.0, optimizer="sgd", clip_norm=1.0,
+                                weight_decay=0.0)
     hist = training.train(model, (x, y), (x, y), cfg, progress=False)
     moved = torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
     assert hist.grad_norm[0] > 100, "the raw gradient is huge"

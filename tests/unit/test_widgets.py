@@ -43,6 +43,9 @@ def test_optimizer_paths_widget_follows_its_sliders():
     function.value = "rosenbrock"
     assert box.figure.layout.title.text == "rosenbrock: lr=0.01, 40 steps"
     assert len(box.figure.data[1].x) < 41, "plain SGD diverges on Rosenbrock at lr=0.01; the path stops early"
+    shown = box.children[1].outputs
+    assert len(shown) == 1, "each redraw replaces the figure instead of stacking a new one below"
+    assert "rosenbrock: lr=0.01, 40 steps" in shown[0]["data"]["text/html"]
 
 
 def test_live_rejects_bad_controls():

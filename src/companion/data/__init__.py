@@ -1,7 +1,7 @@
 """Data for every chapter, all offline: corpora that ship with Python, and seeded synthetic worlds."""
 
 from .corpora import python_docs, python_docs_paragraphs, stdlib_code
-from .tabular import digits
+from .tabular import digits, noisy_labels
 from .synthetic import make_fraud, train_val_test_split
 
-__all__ = ["python_docs", "python_docs_paragraphs", "stdlib_code", "digits", "make_fraud", "train_val_test_split"]
+__all__ = ["python_docs", "python_docs_paragraphs", "stdlib_code", "digits", "noisy_labels", "make_fraud", "train_val_test_split"]

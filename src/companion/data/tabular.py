@@ -24,7 +24,28 @@ def digits(val_frac: float = 0.25, n_train: int | None = None, seed: int = 0):
         if not 10 <= n_train <= len(x_tr):
             raise ValueError(f"n_train must be in [10, {len(x_tr)}], got {n_train}")
         x_tr, y_tr = x_tr[:n_train], y_tr[:n_train]
-    mean, std = x_tr.mean(0), x_tr.std(0) + 1e-6
+    mean, std = x_tr.mean(0), x_tr.std(0)
+    std[std < 1e-8] = 1.0  # pixels that are always blank in training: dividing by ~0 would blow up validation
     as_x = lambda a: torch.tensor((a - mean) / std, dtype=torch.float32)  # noqa: E731
     as_y = lambda a: torch.tensor(np.asarray(a), dtype=torch.long)  # noqa: E731
     return (as_x(x_tr), as_y(y_tr)), (as_x(x_va), as_y(y_va))
+
+
+def noisy_labels(y: torch.Tensor, rate: float, n_classes: int, seed: int = 0) -> torch.Tensor:
+    """Replace a ``rate`` fraction of the labels by uniformly random classes (maybe the same one).
+
+    ``y (N,) long -> (N,) long``. Noisy labels are the quickest way to make overfitting visible:
+    a network that memorises them must get the corresponding validation examples wrong.
+
+        >>> noisy_labels(torch.tensor([0, 1, 2, 3]), rate=0.0, n_classes=4)
+        tensor([0, 1, 2, 3])
+    """
+    if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.dtype != torch.long:
+        raise ValueError(f"y must be a 1-D long tensor of class labels, got {getattr(y, 'shape', type(y))}")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise ValueError(f"rate must be a number in [0, 1], got {rate!r}")
+    if y.numel() and not (0 <= int(y.min()) and int(y.max()) < n_classes):
+        raise ValueError(f"y must hold labels in [0, n_classes={n_classes}), got range [{int(y.min())}, {int(y.max())}]")
+    g = torch.Generator().manual_seed(seed)
+    flip = torch.rand(len(y), generator=g) < rate
+    return torch.where(flip, torch.randint(0, n_classes, y.shape, generator=g), y)
