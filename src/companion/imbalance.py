@@ -105,17 +105,7 @@ def predict_proba(model: nn.Module, X: np.ndarray) -> np.ndarray:
         return torch.sigmoid(model(torch.as_tensor(X, dtype=torch.float32))).double().numpy()
 
 
-def pr_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict:
-    """Ranking and threshold metrics for a binary scorer.
-
-    Returns ``pr_auc`` (average precision), ``roc_auc``, ``base_rate`` (the PR-AUC of a random
-    scorer), and at the threshold that maximises F1: ``threshold``, ``precision``, ``recall``,
-    ``f1``. The curve itself is under ``precision_curve``, ``recall_curve`` and
-    ``thresholds`` (as ``sklearn.metrics.precision_recall_curve`` returns them; the two curves
-    have one more point than the thresholds).
-    """
-    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
-
+def _check_scores(y_true, scores) -> tuple[np.ndarray, np.ndarray]:
     y_true, scores = np.asarray(y_true), np.asarray(scores)
     if y_true.ndim != 1 or scores.shape != y_true.shape:
         raise ValueError(
@@ -127,7 +117,21 @@ def pr_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict:
         raise ValueError("y_true must contain both classes; PR and ROC curves are undefined otherwise")
     if not np.isfinite(scores).all():
         raise ValueError("scores must be finite")
+    return y_true, scores
 
+
+def pr_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict:
+    """Ranking and threshold metrics for a binary scorer.
+
+    Returns ``pr_auc`` (average precision), ``roc_auc``, ``base_rate`` (the PR-AUC of a random
+    scorer), and at the threshold that maximises F1: ``threshold``, ``precision``, ``recall``,
+    ``f1``. The curve itself is under ``precision_curve``, ``recall_curve`` and
+    ``thresholds`` (as ``sklearn.metrics.precision_recall_curve`` returns them; the two curves
+    have one more point than the thresholds).
+    """
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+
+    y_true, scores = _check_scores(y_true, scores)
     precision, recall, thresholds = precision_recall_curve(y_true, scores)
     with np.errstate(divide="ignore", invalid="ignore"):
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -169,6 +170,39 @@ def train(
             hist.grad_norm.append(float(norm))
             running = []
     return hist
+
+
+def lr_band_decades(lrs, losses, factor: float = 1.5) -> float:
+    """Width, in decades, of the learning-rate band whose final loss is within ``factor`` of the best.
+
+    ``lrs`` (n,) increasing and positive, ``losses`` (n,) with NaN or inf for diverged runs. The
+    curve is interpolated linearly in log10(lr) on a fine grid, so the width does not jump in
+    steps of the sweep's spacing. Only the contiguous band around the best LR counts.
+
+        >>> lr_band_decades([1e-3, 1e-2, 1e-1], [1.0, 1.0, 9.0])  # (about) one decade
+    """
+    lrs, losses = np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float)
+    if lrs.ndim != 1 or losses.shape != lrs.shape or len(lrs) < 2:
+        raise ValueError(f"lrs and losses must be 1-D of the same length >= 2, got {lrs.shape} and {losses.shape}")
+    if not (np.all(lrs > 0) and np.all(np.diff(lrs) > 0)):
+        raise ValueError("lrs must be positive and strictly increasing")
+    if not factor > 1:
+        raise ValueError(f"factor must be > 1, got {factor!r}")
+    losses = np.where(np.isfinite(losses), losses, np.inf)
+    if not np.isfinite(losses).any():
+        raise ValueError("every run diverged: there is no best learning rate")
+    log_lr = np.log10(lrs)
+    fine = np.linspace(log_lr[0], log_lr[-1], 2001)
+    capped = np.minimum(losses, 10 * factor * losses.min())  # diverged runs: far above the band
+    curve = np.interp(fine, log_lr, capped)
+    inside = curve <= factor * losses.min()
+    best = int(np.argmin(np.abs(fine - log_lr[int(np.argmin(losses))])))
+    lo = hi = best
+    while lo > 0 and inside[lo - 1]:
+        lo -= 1
+    while hi < len(fine) - 1 and inside[hi + 1]:
+        hi += 1
+    return float(fine[hi] - fine[lo])
 
 
 def _check_xy(data, name: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -85,3 +85,23 @@ def test_mlp_shapes_and_validation():
     assert training.mlp(5, 7, 3, depth=3, dropout=0.1)(torch.randn(4, 5)).shape == (4, 3)
     with pytest.raises(ValueError, match="dropout"):
         training.mlp(5, 7, 3, dropout=1.0)
+
+
+def test_lr_band_is_measured_in_decades_between_interpolated_crossings():
+    lrs = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+    # within 1.5x of the best (1.0) means loss <= 1.5: crossings halfway between 1e-4..1e-3 and 1e-2..1e-1
+    assert training.lr_band_decades(lrs, [2.0, 1.0, 1.0, 2.0, float("nan")]) == pytest.approx(2.0, abs=1e-2)
+    assert training.lr_band_decades(lrs, [9.0, 9.0, 1.0, 9.0, 9.0]) == pytest.approx(0.0625 * 2, abs=1e-2)
+    # a second good region that is not connected to the best one does not count
+    assert training.lr_band_decades(lrs, [1.1, 9.0, 1.0, 9.0, 9.0]) < 0.2
+
+
+def test_lr_band_rejects_bad_input():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        training.lr_band_decades([1e-2, 1e-3], [1.0, 2.0])
+    with pytest.raises(ValueError, match="same length"):
+        training.lr_band_decades([1e-3, 1e-2], [1.0])
+    with pytest.raises(ValueError, match="every run diverged"):
+        training.lr_band_decades([1e-3, 1e-2], [float("nan"), float("inf")])
+    with pytest.raises(ValueError, match="factor"):
+        training.lr_band_decades([1e-3, 1e-2], [1.0, 2.0], factor=1.0)

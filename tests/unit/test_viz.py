@@ -76,3 +76,25 @@ def test_training_curves_and_line_figure_validate_lengths():
         viz.training_curves({"x": [1]})
     with pytest.raises(ValueError, match="has 1 points but x has 2"):
         viz.line_figure([1, 2], {"a": [1]})
+
+
+def test_thin_runs_keeps_the_ends_of_each_vertical_segment():
+    x = np.array([0.0, 0.0, 0.0, 0.5, 0.5, 1.0])
+    y = np.array([1.0, 0.9, 0.8, 0.8, 0.4, 0.3])
+    tx, ty = viz.thin_runs(x, y)
+    assert tx.tolist() == [0.0, 0.0, 0.5, 0.5, 1.0] and ty.tolist() == [1.0, 0.8, 0.8, 0.4, 0.3]
+    with pytest.raises(ValueError, match="same length"):
+        viz.thin_runs([0, 1], [0])
+
+
+def test_thin_runs_shrinks_a_real_pr_curve_without_moving_it():
+    from sklearn.metrics import precision_recall_curve
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(100_000) < 1e-3).astype(int)
+    precision, recall, _ = precision_recall_curve(y, rng.random(100_000) + y)
+    r, p = viz.thin_runs(recall, precision)
+    assert len(r) <= 2 * y.sum() + 2 < len(recall) / 10
+    for level in np.unique(recall):  # the same vertical extent at every recall level
+        assert p[r == level].max() == precision[recall == level].max()
+        assert p[r == level].min() == precision[recall == level].min()
