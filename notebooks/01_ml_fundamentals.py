@@ -30,6 +30,7 @@
 # - how regularization and the bias–variance trade-off show up in measured curves;
 # - where floating point bites: overflow, fp16 accumulation, underflowing gradients and loss scaling;
 # - how weighted cross-entropy and focal loss compare on a 1:10,000 fraud problem.
+# - which rules of thumb about training survive measurement, and which do not.
 #
 # [Open in Colab](https://colab.research.google.com/github/ml-systems-book/ml-systems-notebook/blob/main/notebooks/01_ml_fundamentals.ipynb)
 # · Runtime budget on 2 CPU cores: under 60 s with `SMOKE=True` (enforced by the test suite), under 5 minutes in full mode.
@@ -57,10 +58,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 import torch
 import torch.nn.functional as F
-from IPython.display import Code
+from IPython.display import Code, Markdown
 from tqdm.auto import tqdm
 
-from companion import biasvar, imbalance, landscape, losses, numerics, optim, training, viz, widgets
+from companion import biasvar, calibration, imbalance, landscape, losses, numerics, optim, training, viz, widgets
 from companion.book import check, glue
 from companion.config import pick, seed_everything
 from companion.data import digits, make_fraud, noisy_labels
@@ -602,10 +603,11 @@ assert torch.allclose(numerics.softmax_stable(scores.half()).float(), torch.soft
 # nothing, because the gap between neighbouring fp16 values exceeds it. This is why matmul kernels
 # accumulate in fp32 even when inputs are fp16, and why mixed precision keeps master weights and
 # reductions in fp32. Kahan's compensated summation rescues fp16, and numpy's pairwise summation
-# helps; fp32 accumulation is the production answer.
+# helps; fp32 accumulation is the production answer. (The sweep stops at 100,000 terms: their sum,
+# about n/2, must stay below fp16's largest value, {glue:text}`fp16_max:,.0f`, or even a perfect fp16 sum overflows.)
 
 # %%
-ns = np.unique(np.geomspace(100, pick(SMOKE, 20_000, 200_000), pick(SMOKE, 6, 10)).astype(int))
+ns = np.unique(np.geomspace(100, pick(SMOKE, 20_000, 100_000), pick(SMOKE, 6, 10)).astype(int))
 methods = {"fp16 sequential": (np.float16, "sequential"), "fp16 pairwise": (np.float16, "pairwise"),
            "fp16 Kahan": (np.float16, "kahan"), "fp32 sequential": (np.float32, "sequential")}
 sum_err = {label: [numerics.relative_sum_error(int(n), dt, m, seed=0) for n in ns] for label, (dt, m) in methods.items()}
@@ -690,6 +692,15 @@ assert trace[3] == 2.0**15 and trace[4] == 2.0**14, "each overflow halves the sc
 assert trace[9] == 2.0**15, "five clean steps double it"
 
 # %% [markdown]
+# :::{admonition} Interview angle: "fp16 or bf16?"
+# :class: tip
+# bf16 when the hardware has it (A100, H100, TPU): same exponent range as fp32, so no loss scaling
+# and no overflow in attention logits; its 7-bit mantissa is enough because master weights,
+# optimizer state and reductions stay in fp32. fp16 has three more mantissa bits but tops out at
+# {glue:text}`fp16_max:,.0f`, so it needs max-subtracted softmax, fp32 accumulation and dynamic loss
+# scaling — the three failure modes measured above.
+# :::
+#
 # ## 8. Imbalanced classes: weighted cross-entropy vs focal loss
 #
 # Payment fraud is the classic 1-in-10,000 problem. A model that predicts "legitimate" for everything
@@ -795,7 +806,152 @@ assert flags["weighted BCE"] > 10 * max(1, flags["BCE"]), "weighting by 1:10,000
 # negative down-sampling with a calibration correction, and — usually the biggest — better features.
 # :::
 #
-# ## 9. Check yourself
+# ## 9. Claims you will hear, measured
+#
+# Interview-prep notes repeat a handful of rules about training. Some are right, some are half
+# right, some are wrong; each takes a few lines to check. The table at the end of this section is
+# generated from the measurements, so it cannot drift from them.
+
+# %%
+claims = []  # (claim, measurement, verdict), rendered as a table below
+
+# "Adam's state is twice the size of the weights."
+probe = training.mlp(64, 256, 10)
+state_ratio = {}
+for label, make in {"SGD": lambda p: torch.optim.SGD(p, lr=0.1),
+                    "SGD + momentum": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+                    "AdamW": lambda p: torch.optim.AdamW(p)}.items():
+    opt = make(probe.parameters())
+    probe(torch.randn(8, 64)).sum().backward()
+    opt.step()
+    weight_bytes = sum(p.numel() * p.element_size() for p in probe.parameters())
+    state_ratio[label] = optim.state_bytes(opt) / weight_bytes
+    probe.zero_grad()
+assert abs(state_ratio["AdamW"] - 2) < 0.01 and abs(state_ratio["SGD + momentum"] - 1) < 0.01 and state_ratio["SGD"] == 0
+claims.append(("Adam's optimizer state is 2× the weights",
+               ", ".join(f"{k}: {v:.2f}×" for k, v in state_ratio.items()) + " the fp32 weight bytes", "holds"))
+
+# "The backward pass costs 2–3× the forward pass."
+from torch.utils.flop_counter import FlopCounterMode
+
+net = training.mlp(64, 256, 10, depth=3)
+batch = torch.randn(512, 64)
+with FlopCounterMode(display=False) as forward_flops:
+    out = net(batch)
+with FlopCounterMode(display=False) as backward_flops:
+    out.sum().backward()
+bwd_ratio = backward_flops.get_total_flops() / forward_flops.get_total_flops()
+assert 1.5 < bwd_ratio <= 2.0
+claims.append(("The backward pass costs 2–3× the forward pass",
+               f"{bwd_ratio:.2f}× the forward FLOPs (one matmul for the weight gradient and one for the input "
+               "gradient per layer; the first layer needs no input gradient)", "about 2× in FLOPs; time varies"))
+
+# "Dropout in eval mode makes predictions non-deterministic."
+drop_net = training.mlp(64, 256, 10, dropout=0.5)
+x_probe = x_val[:64]
+drop_net.eval()
+eval_same = torch.equal(drop_net(x_probe), drop_net(x_probe))
+drop_net.train()
+train_same = torch.equal(drop_net(x_probe), drop_net(x_probe))
+drop_layer = torch.nn.Dropout(0.5).train()
+kept_mean = drop_layer(torch.ones(1_000_000)).mean().item()  # inverted dropout rescales the survivors by 1/(1-p)
+assert eval_same and not train_same and abs(kept_mean - 1) < 0.01
+claims.append(("Dropout in eval mode makes predictions non-deterministic",
+               f"two eval-mode passes identical: {eval_same}; two train-mode passes identical: {train_same}; "
+               f"mean activation in train mode {kept_mean:.3f} (eval: 1)", "wrong: train mode is the random one"))
+
+# "Xavier initialization draws weights with std 1/sqrt(fan_in + fan_out)."
+w = torch.empty(512, 256)
+torch.nn.init.xavier_normal_(w)
+fan_sum = 512 + 256
+assert abs(w.std().item() - (2 / fan_sum) ** 0.5) < 0.002
+claims.append(("Xavier init has std 1/√(fan_in + fan_out)",
+               f"torch's xavier_normal_ gives std {w.std().item():.4f}; 1/√(fan_in + fan_out) = {fan_sum ** -0.5:.4f}, "
+               f"√(2/(fan_in + fan_out)) = {(2 / fan_sum) ** 0.5:.4f}", "wrong: it is √(2/(fan_in + fan_out))"))
+
+# "Sigmoid's gradient is about zero for |x| > 3", and where vanishing gradients really come from.
+sig_grad_3 = (torch.sigmoid(torch.tensor(3.0)) * (1 - torch.sigmoid(torch.tensor(3.0)))).item()
+sig_ratio = sig_grad_3 / 0.25
+assert 0.15 < sig_ratio < 0.2  # the table row comes after the depth experiment below
+
+# "BatchNorm with batch size 1 divides by a zero variance."
+try:
+    torch.nn.BatchNorm1d(8).train()(torch.randn(1, 8))
+    bn1d = "ran"
+except ValueError as err:
+    bn1d = f"raises ValueError ({str(err).split(',')[0]})"
+bn2d_finite = bool(torch.nn.BatchNorm2d(8).train()(torch.randn(1, 8, 4, 4)).isfinite().all())
+assert bn1d.startswith("raises") and bn2d_finite
+claims.append(("BatchNorm at batch size 1 divides by zero",
+               f"BatchNorm1d in train mode {bn1d}; BatchNorm2d on a 1×8×4×4 batch averages over H×W and is finite: "
+               f"{bn2d_finite}; eps keeps the division safe either way", "wrong"))
+
+# %% [markdown]
+# The sigmoid claim deserves its picture. In a deep stack, each layer multiplies the backward signal
+# by the activation's derivative (at most 0.25 for a sigmoid) times a weight matrix, so gradient
+# norms shrink geometrically with depth; ReLU (derivative 1 where active) with residual connections
+# passes the signal through unchanged. Here are the gradient norms per layer of two 20-layer networks
+# at initialization:
+
+# %%
+def layer_grad_norms(act: type[torch.nn.Module], residual: bool, depth: int = 20, width: int = 64) -> list[float]:
+    torch.manual_seed(0)
+    layers = torch.nn.ModuleList(torch.nn.Linear(width, width) for _ in range(depth))
+    h = x_train[:256] @ torch.randn(64, width) / 8
+    for layer in layers:
+        h = h + act()(layer(h)) if residual else act()(layer(h))
+    h.pow(2).mean().backward()
+    return [layer.weight.grad.norm().item() for layer in layers]
+
+
+deep = {"sigmoid, plain": layer_grad_norms(torch.nn.Sigmoid, residual=False),
+        "ReLU + residual": layer_grad_norms(torch.nn.ReLU, residual=True)}
+fig = viz.line_figure(list(range(1, 21)), deep, title="Gradient norm of each layer's weights, 20 layers at init",
+                      xaxis_title="layer (1 = nearest the input)", yaxis_title="‖∂L/∂W‖", log_y=True)
+fig
+
+# %%
+grad_decay = {k: v[-1] / v[0] for k, v in deep.items()}  # last layer's gradient over the first layer's
+assert grad_decay["sigmoid, plain"] > 1e4 and grad_decay["ReLU + residual"] < 100
+claims.append(("Sigmoid's gradient is ≈ 0 beyond x = ±3",
+               f"σ′(3) = {sig_grad_3:.3f}, {100 * sig_ratio:.0f}% of the peak σ′(0) = 0.25. What vanishes is the product "
+               f"over layers: in a 20-layer sigmoid net the last layer's gradient is {grad_decay['sigmoid, plain']:.1e}× "
+               f"the first layer's; with ReLU + residual, {grad_decay['ReLU + residual']:.1f}×",
+               "half right: depth, not one sigmoid, kills the gradient"))
+
+# "Label smoothing hurts calibration slightly."
+def smoothed_calibration(eps: float, seed: int) -> tuple[float, float, float]:
+    torch.manual_seed(seed)
+    net = training.mlp(64, 256, 10)
+    smooth = lambda logits, y: losses.cross_entropy(logits, y, label_smoothing=eps)  # noqa: E731
+    training.train(net, (x_train, y_train), (x_val, y_val), progress=False, loss_fn=smooth,
+                   cfg=training.TrainConfig(steps=pick(SMOKE, 200, 400), eval_every=400, seed=seed))
+    with torch.no_grad():
+        probs = torch.softmax(net.eval()(x_val), -1).numpy()
+    confidence, correct = calibration.top1(probs, y_val.numpy())
+    return calibration.expected_calibration_error(confidence, correct), confidence.mean(), correct.mean()
+
+
+ls_seeds = range(pick(SMOKE, 1, 3))
+ls = {eps: np.mean([smoothed_calibration(eps, s) for s in ls_seeds], axis=0) for eps in (0.0, 0.1)}
+assert ls[0.1][0] > ls[0.0][0], "on this problem, smoothing pushes confidence below accuracy"
+claims.append(("Label smoothing hurts calibration slightly",
+               f"digits MLP, ECE {ls[0.0][0]:.3f} → {ls[0.1][0]:.3f} with ε = 0.1 (mean confidence {ls[0.0][1]:.2f} → "
+               f"{ls[0.1][1]:.2f}, accuracy {ls[0.0][2]:.3f} → {ls[0.1][2]:.3f})",
+               "holds here (underconfidence); for overconfident large nets it helps (Müller et al., 2019)"))
+
+Markdown("| claim | measured | verdict |\n|---|---|---|\n" + "\n".join(f"| {c} | {m} | {v} |" for c, m, v in claims))
+
+# %% [markdown]
+# The label-smoothing row is the instructive one: the claim in interview notes is that smoothing
+# "hurts calibration", while the paper usually cited for it {cite}`muller2019label` finds it
+# *improves* the calibration of large image classifiers. Both are right for their model. Smoothing
+# caps the target probability at $1 - \varepsilon + \varepsilon/K$, which pulls an overconfident
+# network back towards its accuracy — and pushes a network that was already calibrated, like this
+# small MLP, into underconfidence. Calibration is a property of a model on data, to be measured
+# with a reliability diagram, not predicted from a rule.
+#
+# ## 10. Check yourself
 #
 # Replace each `...` with your answer and run the cell; `check` says whether it is right.
 #
@@ -852,7 +1008,11 @@ check(answer_3, losses.info_nce(torch.randn(1024, 32), torch.randn(1024, 32), te
 # - The training loop is fixed; AdamW, warmup + cosine and clipping are its production parts, and
 #   the learning rate dominates everything else you can tune.
 # - Landscapes explain optimizers: momentum for long shallow valleys, Adam for badly scaled ones.
-# - Regularization is measured by the gap between train and validation curves; bias² + variance +
-#   noise adds up to the test error.
+# - Regularization is measured by the gap between train and validation curves; with noisy labels,
+#   early stopping is the cheapest and strongest regularizer; bias² + variance + noise adds up to
+#   the test error.
 # - fp16 needs max-subtraction, fp32 accumulation and loss scaling; bf16 trades precision for range.
-# - On rare positives, judge by precision–recall and measure which loss helps; do not assume.
+# - On rare positives, judge by precision–recall, compare with the best achievable, and measure a
+#   loss change over several seeds; class weights move the threshold more than the ranking.
+# - Rules of thumb are hypotheses: Adam's 2× state and the 2× backward hold; "dropout is random at
+#   eval", "Xavier std 1/√(fan_in + fan_out)" and "BatchNorm divides by zero at batch 1" do not.
