@@ -58,7 +58,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 import torch
 import torch.nn.functional as F
-from IPython.display import Code, Markdown
+from IPython.display import Code, Markdown, display
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from companion import biasvar, calibration, imbalance, landscape, losses, numerics, optim, training, viz, widgets
@@ -441,7 +442,8 @@ glue("surface_center", center)
 glue("surface_max", float(surface.max()))
 glue("surface_ratio", float(surface.max() / center))
 
-viz.surface_figure(alphas, betas, np.log10(surface), title="log10 training loss on a filter-normalized 2-D slice")
+viz.surface_figure(alphas, betas, np.log10(surface), title="log10 training loss on a filter-normalized 2-D slice").update_layout(
+    scene_zaxis_title="log10 loss")
 
 # %%
 viz.landscape_figure(alphas, betas, surface, log_z=True, title="The same slice as contours: trained weights at (0, 0)").update_layout(
@@ -537,7 +539,7 @@ fig = viz.line_figure(degrees, {"bias²": [r["bias2"] for r in bv], "variance": 
                                 "train MSE": [r["train_mse"] for r in bv]},
                       title="Polynomial regression: the decomposition of test error", xaxis_title="degree",
                       yaxis_title="squared error", log_y=True)
-fig
+fig.update_traces(line_dash="dash", selector=dict(name="bias² + variance + noise"))  # it lies on the measured MSE
 
 # %%
 gap = max(abs(r["bias2"] + r["variance"] + r["noise"] - r["test_mse"]) / r["test_mse"] for r in bv)
@@ -831,9 +833,8 @@ assert abs(state_ratio["AdamW"] - 2) < 0.01 and abs(state_ratio["SGD + momentum"
 claims.append(("Adam's optimizer state is 2× the weights",
                ", ".join(f"{k}: {v:.2f}×" for k, v in state_ratio.items()) + " the fp32 weight bytes", "holds"))
 
+# %%
 # "The backward pass costs 2–3× the forward pass."
-from torch.utils.flop_counter import FlopCounterMode
-
 net = training.mlp(64, 256, 10, depth=3)
 batch = torch.randn(512, 64)
 with FlopCounterMode(display=False) as forward_flops:
@@ -846,6 +847,7 @@ claims.append(("The backward pass costs 2–3× the forward pass",
                f"{bwd_ratio:.2f}× the forward FLOPs (one matmul for the weight gradient and one for the input "
                "gradient per layer; the first layer needs no input gradient)", "about 2× in FLOPs; time varies"))
 
+# %%
 # "Dropout in eval mode makes predictions non-deterministic."
 drop_net = training.mlp(64, 256, 10, dropout=0.5)
 x_probe = x_val[:64]
@@ -860,6 +862,7 @@ claims.append(("Dropout in eval mode makes predictions non-deterministic",
                f"two eval-mode passes identical: {eval_same}; two train-mode passes identical: {train_same}; "
                f"mean activation in train mode {kept_mean:.3f} (eval: 1)", "wrong: train mode is the random one"))
 
+# %%
 # "Xavier initialization draws weights with std 1/sqrt(fan_in + fan_out)."
 w = torch.empty(512, 256)
 torch.nn.init.xavier_normal_(w)
@@ -869,11 +872,13 @@ claims.append(("Xavier init has std 1/√(fan_in + fan_out)",
                f"torch's xavier_normal_ gives std {w.std().item():.4f}; 1/√(fan_in + fan_out) = {fan_sum ** -0.5:.4f}, "
                f"√(2/(fan_in + fan_out)) = {(2 / fan_sum) ** 0.5:.4f}", "wrong: it is √(2/(fan_in + fan_out))"))
 
+# %%
 # "Sigmoid's gradient is about zero for |x| > 3", and where vanishing gradients really come from.
 sig_grad_3 = (torch.sigmoid(torch.tensor(3.0)) * (1 - torch.sigmoid(torch.tensor(3.0)))).item()
 sig_ratio = sig_grad_3 / 0.25
 assert 0.15 < sig_ratio < 0.2  # the table row comes after the depth experiment below
 
+# %%
 # "BatchNorm with batch size 1 divides by a zero variance."
 try:
     torch.nn.BatchNorm1d(8).train()(torch.randn(1, 8))
@@ -919,8 +924,10 @@ claims.append(("Sigmoid's gradient is ≈ 0 beyond x = ±3",
                f"the first layer's; with ReLU + residual, {grad_decay['ReLU + residual']:.1f}×",
                "half right: depth, not one sigmoid, kills the gradient"))
 
+# %%
 # "Label smoothing hurts calibration slightly."
-def smoothed_calibration(eps: float, seed: int) -> tuple[float, float, float]:
+def top1_on_val(eps: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train the digits MLP with label smoothing eps; (confidence, correct) of its top-1 predictions."""
     torch.manual_seed(seed)
     net = training.mlp(64, 256, 10)
     smooth = lambda logits, y: losses.cross_entropy(logits, y, label_smoothing=eps)  # noqa: E731
@@ -928,18 +935,29 @@ def smoothed_calibration(eps: float, seed: int) -> tuple[float, float, float]:
                    cfg=training.TrainConfig(steps=pick(SMOKE, 200, 400), eval_every=400, seed=seed))
     with torch.no_grad():
         probs = torch.softmax(net.eval()(x_val), -1).numpy()
-    confidence, correct = calibration.top1(probs, y_val.numpy())
-    return calibration.expected_calibration_error(confidence, correct), confidence.mean(), correct.mean()
+    return calibration.top1(probs, y_val.numpy())
 
 
-ls_seeds = range(pick(SMOKE, 1, 3))
-ls = {eps: np.mean([smoothed_calibration(eps, s) for s in ls_seeds], axis=0) for eps in (0.0, 0.1)}
+ls_runs = {eps: [top1_on_val(eps, seed) for seed in range(pick(SMOKE, 1, 3))] for eps in (0.0, 0.1)}
+ls = {eps: np.mean([(calibration.expected_calibration_error(c, ok), c.mean(), ok.mean()) for c, ok in runs], axis=0)
+      for eps, runs in ls_runs.items()}  # per eps: mean (ECE, confidence, accuracy) over seeds
+fig = go.Figure()
+fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line=dict(color="gray", dash="dot"))
+for i, (eps, runs) in enumerate(ls_runs.items()):
+    bins = calibration.reliability(*runs[0], n_bins=10)
+    fig.add_scatter(x=bins["confidence"], y=bins["accuracy"], mode="lines+markers", name=f"ε = {eps:g}",
+                    marker=dict(size=4 + 20 * np.sqrt(bins["count"] / bins["count"].sum()), color=viz.PALETTE[i]),
+                    line=dict(color=viz.PALETTE[i]))
+fig.update_layout(title="Reliability diagram on validation digits (marker size ∝ √ rows in the bin)",
+                  xaxis_title="mean confidence in bin", yaxis_title="accuracy in bin")
+display(fig)
 assert ls[0.1][0] > ls[0.0][0], "on this problem, smoothing pushes confidence below accuracy"
 claims.append(("Label smoothing hurts calibration slightly",
                f"digits MLP, ECE {ls[0.0][0]:.3f} → {ls[0.1][0]:.3f} with ε = 0.1 (mean confidence {ls[0.0][1]:.2f} → "
                f"{ls[0.1][1]:.2f}, accuracy {ls[0.0][2]:.3f} → {ls[0.1][2]:.3f})",
                "holds here (underconfidence); for overconfident large nets it helps (Müller et al., 2019)"))
 
+# %%
 Markdown("| claim | measured | verdict |\n|---|---|---|\n" + "\n".join(f"| {c} | {m} | {v} |" for c, m, v in claims))
 
 # %% [markdown]
@@ -1000,7 +1018,14 @@ check(answer_3, losses.info_nce(torch.randn(1024, 32), torch.randn(1024, 32), te
 # Chance is a uniform guess among the batch, so the loss is $\ln 1024 \approx 6.93$. A training
 # curve that starts near $\ln B$ is healthy; one that stays there has learned nothing.
 # :::
-#
+
+# %% tags=["remove-cell"]
+# The solutions, checked, so the exercises cannot drift from the code (hidden in the rendered book).
+assert check(2 * 4 * 7e9, 7e9 * bytes_per_param)
+assert check(11.09, numerics.exp_overflow_threshold(torch.float16))
+assert check(np.log(1024), losses.info_nce(torch.randn(1024, 32), torch.randn(1024, 32), temperature=100.0).item())
+
+# %% [markdown]
 # ## Summary
 #
 # - The task shape fixes the loss: BCE on logits, softmax CE, MSE/Huber, or a pairwise/listwise or

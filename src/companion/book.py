@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from numbers import Real
 from typing import Any
 
@@ -41,21 +42,33 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
     return value
 
 
-def check(answer: Any, expected: Any, rel_tol: float = 1e-2, abs_tol: float = 1e-9) -> bool:
-    """Compare a "Check yourself" answer with the expected value and print the verdict.
+@dataclass(frozen=True)
+class Verdict:
+    """The result of ``check``: true when the answer is right; shown in a notebook as its message."""
 
-    Numbers compare within ``rel_tol`` (1% by default); anything else compares with ``==``.
-    Returns True when the answer is right, so notebooks can also ``assert check(...)``.
+    ok: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return self.message
+
+
+def check(answer: Any, expected: Any, rel_tol: float = 1e-2, abs_tol: float = 1e-9) -> Verdict:
+    """Compare a "Check yourself" answer with the expected value.
+
+    Numbers compare within ``rel_tol`` (1% by default); anything else compares with ``==``. The
+    Verdict displays as a sentence at the end of a cell and is truthy when the answer is right,
+    so notebooks and tests can also ``assert check(...)``.
     """
     if rel_tol < 0 or abs_tol < 0:
         raise ValueError(f"rel_tol and abs_tol must be >= 0, got {rel_tol}, {abs_tol}")
     if answer is None or answer is Ellipsis:
-        print("Not answered yet: replace the ... with your answer and run the cell again.")
-        return False
+        return Verdict(False, "Not answered yet: replace the ... with your answer and run the cell again.")
     numeric = isinstance(answer, Real) and isinstance(expected, Real)
     ok = math.isclose(float(answer), float(expected), rel_tol=rel_tol, abs_tol=abs_tol) if numeric else answer == expected
     if ok:
-        print(f"Correct: {answer!r}")
-    else:
-        print(f"Not quite: got {answer!r}. Look again at the cell above, or open the solution.")
-    return ok
+        return Verdict(True, f"Correct: {answer!r}")
+    return Verdict(False, f"Not quite: got {answer!r}. Look again at the cell above, or open the solution.")
