@@ -287,8 +287,8 @@ assert good < reversed_
 Code(inspect.getsource(training.train), language="python")
 
 # %% [markdown]
-# We train a two-layer MLP on scikit-learn's 8×8 handwritten digits (1,797 real images, 10
-# classes), features standardized with training statistics only.
+# We train a two-layer MLP on scikit-learn's 8×8 handwritten digits ({glue:text}`digits_n:,` real
+# images, 10 classes), features standardized with training statistics only.
 
 # %%
 (x_train, y_train), (x_val, y_val) = digits(seed=0)
@@ -298,6 +298,7 @@ model = training.mlp(64, 128, 10, depth=2)
 hist = training.train(model, (x_train, y_train), (x_val, y_val), cfg)
 glue("digits_val_acc", hist.val_acc[-1] * 100)
 glue("digits_steps", cfg.steps)
+glue("digits_n", len(x_train) + len(x_val))
 
 fig = viz.training_curves({"step": hist.step, "train loss": hist.train_loss, "val loss": hist.val_loss,
                            "val accuracy": hist.val_acc}, title="MLP on digits: AdamW, warmup + cosine, clip 1.0")
@@ -598,6 +599,14 @@ for dtype in (torch.float32, torch.float16):
 assert torch.isnan(numerics.softmax_naive(scores.half())).any(), "e^12 overflows fp16, so the naive softmax is NaN"
 assert torch.allclose(numerics.softmax_stable(scores.half()).float(), torch.softmax(scores, -1), atol=1e-3)
 
+# The same trick makes log-sum-exp (the normalizer inside cross-entropy) safe; logits of a
+# confident float32 classifier reach the hundreds.
+big = torch.tensor([100.0, 90.0, -5.0])
+lse = {"naive": numerics.logsumexp_naive(big).item(), "stable": numerics.logsumexp_stable(big).item(),
+       "torch.logsumexp": torch.logsumexp(big, -1).item()}
+print("float32 log-sum-exp of [100, 90, -5]:", lse)
+assert lse["naive"] == float("inf") and abs(lse["stable"] - lse["torch.logsumexp"]) < 1e-5
+
 # %% [markdown]
 # ### Accumulating in fp16
 #
@@ -607,6 +616,30 @@ assert torch.allclose(numerics.softmax_stable(scores.half()).float(), torch.soft
 # reductions in fp32. Kahan's compensated summation rescues fp16, and numpy's pairwise summation
 # helps; fp32 accumulation is the production answer. (The sweep stops at 100,000 terms: their sum,
 # about n/2, must stay below fp16's largest value, {glue:text}`fp16_max:,.0f`, or even a perfect fp16 sum overflows.)
+
+# The same stall hits the weights themselves. A step of lr × gradient that is smaller than half
+# the spacing of fp16 numbers around a weight is rounded away; an fp32 master copy keeps it:
+
+# %%
+n_updates, update = 1000, 1e-4  # e.g. lr 1e-3 times a gradient of 0.1
+w16, w32 = torch.tensor(1.0, dtype=torch.float16), torch.tensor(1.0, dtype=torch.float32)
+for _ in range(n_updates):
+    w16 += update
+    w32 += update
+glue("master_expected", 1 + n_updates * update)
+glue("master_fp16", w16.item())
+glue("master_fp32", w32.item())
+glue("fp16_spacing_at_1", torch.finfo(torch.float16).eps)
+print(f"after {n_updates} updates of {update:g}: fp16 weight {w16.item()}, fp32 weight {w32.item():.5f}")
+assert w16.item() == 1.0 and abs(w32.item() - 1.1) < 1e-4
+
+# %% [markdown]
+# Starting from 1.0, a thousand updates of 10⁻⁴ should give {glue:text}`master_expected:.1f`. The
+# fp16 weight stays at {glue:text}`master_fp16:.1f`: near 1.0 the fp16 spacing is
+# {glue:text}`fp16_spacing_at_1:.2g`, so each update is rounded away. The fp32 copy reaches
+# {glue:text}`master_fp32:.4f`. That is why mixed-precision training keeps fp32 master weights and
+# applies the optimizer step there, casting to fp16 or bf16 only for the forward and backward passes.
+# Now the sums themselves:
 
 # %%
 ns = np.unique(np.geomspace(100, pick(SMOKE, 20_000, 100_000), pick(SMOKE, 6, 10)).astype(int))
