@@ -58,6 +58,11 @@ def run_chromium(args: list[str], user_dir: Path) -> str:
     return result.stdout
 
 
+# What must have drawn on a chapter's page: plotly figures in all, 2-D contour landscapes, and 3-D
+# WebGL scenes (the loss surface). Chapters not listed need at least one drawn figure.
+SIGNATURE_VISUALS = {"notebooks/01_ml_fundamentals": dict(figures=5, contours=2, scenes=1)}
+
+
 def figures(dom: str) -> tuple[int, int]:
     """(plotly figure containers, containers that hold a drawn plotly SVG)."""
     parts = re.split(r'(?=<div id="companion-plotly-\d+")', dom)[1:]
@@ -78,5 +83,12 @@ def test_page_loads_and_every_figure_renders(entry, server, tmp_path):
     if entry.startswith("notebooks/"):
         assert n_figures >= 1, f"{entry}: a chapter with no plotly figure"
     assert n_drawn == n_figures, f"{entry}: only {n_drawn} of {n_figures} plotly figures rendered"
+    want = SIGNATURE_VISUALS.get(entry)
+    if want:
+        assert n_drawn >= want["figures"], f"{entry}: {n_drawn} figures drawn, expected at least {want['figures']}"
+        contours = dom.count('class="contour"')
+        assert contours >= want["contours"], f"{entry}: {contours} contour landscapes drawn, expected {want['contours']}"
+        scenes = len(re.findall(r'id="scene\d*"[^>]*>.*?<canvas', dom, re.S))
+        assert scenes >= want["scenes"], f"{entry}: {scenes} 3-D scenes drew a WebGL canvas, expected {want['scenes']}"
     if entry.startswith("notebooks/"):
         assert re.search(r'class="MathJax(_CHTML|_SVG)?"', dom), f"{entry}: MathJax typeset nothing"
