@@ -104,12 +104,12 @@ def adamw_step(
         state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
     state["step"] += 1
     t = state["step"]
-    p = p * (1 - lr * weight_decay)
-    state["exp_avg"] = beta1 * state["exp_avg"] + (1 - beta1) * grad
-    state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + (1 - beta2) * grad * grad
-    step_size = lr / (1 - beta1**t)
-    denom = state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2**t) + eps
-    return p - step_size * state["exp_avg"] / denom
+    m, v = state["exp_avg"], state["exp_avg_sq"]
+    m.lerp_(grad, 1 - beta1)  # m ← β1·m + (1-β1)·g, in place as production optimizers do
+    v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)  # v ← β2·v + (1-β2)·g²
+    denom = (v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps)
+    new_p = p * (1 - lr * weight_decay)  # a new tensor: the caller's p is left as it was
+    return new_p.addcdiv_(m, denom, value=-lr / (1 - beta1**t))
 
 
 # ----------------------------------------------------------------------------- memory

@@ -191,3 +191,10 @@ def test_grid_layout_matches_contour_convention():
     assert z[i, j] == pytest.approx(expected)
     with pytest.raises(ValueError, match=r"n must be an int in \[2, 2000\]"):
         optim.grid(ROSENBROCK, n=1)
+
+
+def test_adamw_step_leaves_the_callers_tensor_alone():
+    p, grad, state = torch.ones(5), torch.full((5,), 0.5), {}
+    new_p = optim.adamw_step(p, grad, state, lr=0.1, weight_decay=0.1)
+    assert torch.equal(p, torch.ones(5)) and not torch.equal(new_p, p)
+    assert torch.allclose(state["exp_avg"], 0.1 * grad), "the moments live in state and are updated in place"
