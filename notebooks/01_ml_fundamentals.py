@@ -394,25 +394,58 @@ fig = viz.slider_figure(landscape_traces, list(lr_2d), "function",
 fig
 
 # %%
-end = {name: {o: optim.trajectory(optim.TEST_FUNCTIONS[name], o, lr, steps_2d)[-1] for o in ("sgd", "momentum", "adam")}
-       for name, lr in lr_2d.items()}
-rosen_min = np.array(optim.TEST_FUNCTIONS["rosenbrock"].minimum)
-dist = {o: float(np.linalg.norm(end["rosenbrock"][o] - rosen_min)) for o in ("sgd", "momentum", "adam")}
+OPTIMIZERS_2D = ("sgd", "momentum", "adam")
+rosen, bowl = optim.TEST_FUNCTIONS["rosenbrock"], optim.TEST_FUNCTIONS["bowl"]
+rosen_paths = {o: optim.trajectory(rosen, o, lr_2d["rosenbrock"], steps_2d) for o in OPTIMIZERS_2D}
+dist = {o: float(np.linalg.norm(path[-1] - np.array(rosen.minimum))) for o, path in rosen_paths.items()}
+adam_travel = float(np.linalg.norm(np.diff(rosen_paths["adam"], axis=0), axis=1).sum())
+
+
+def steps_to_reach(path: np.ndarray, target, tol: float = 1e-3) -> int | None:
+    """First step at which the path is within tol of target; None if it never gets there."""
+    close = np.flatnonzero(np.linalg.norm(path - np.array(target), axis=1) < tol)
+    return int(close[0]) if len(close) else None
+
+
+bowl_steps = {o: steps_to_reach(optim.trajectory(bowl, o, lr_2d["bowl"], 2000), bowl.minimum) for o in OPTIMIZERS_2D}
+lr_limit = 2 / optim.BOWL_CONDITION  # 2 / λ_max: the bowl's Hessian has eigenvalues 1 and BOWL_CONDITION
+past_limit = {o: float(np.linalg.norm(optim.trajectory(bowl, o, 1.05 * lr_limit, 300)[-1])) for o in OPTIMIZERS_2D}
 glue("rosen_sgd_dist", dist["sgd"])
 glue("rosen_momentum_dist", dist["momentum"])
+glue("rosen_adam_travel", adam_travel)
+for o in OPTIMIZERS_2D:
+    glue(f"bowl_steps_{o}", bowl_steps[o])
+glue("bowl_lr", lr_2d["bowl"])
+glue("bowl_lr_limit", lr_limit)
+glue("bowl_kappa", optim.BOWL_CONDITION)
+glue("bowl_sgd_past_limit", past_limit["sgd"])
 assert dist["momentum"] < dist["sgd"], "momentum should travel further along the Rosenbrock valley than SGD"
+assert adam_travel < 1.5 * steps_2d * lr_2d["rosenbrock"], "Adam's steps are about lr long"
+assert None not in bowl_steps.values() and bowl_steps["sgd"] > max(bowl_steps["momentum"], bowl_steps["adam"])
+assert past_limit["sgd"] > 10 and past_limit["momentum"] < 1e-2 and past_limit["adam"] < 0.1
 
 # %% [markdown]
 # On Rosenbrock, after the same steps at the same learning rate, plain SGD ends
 # {glue:text}`rosen_sgd_dist:.2f` from the minimum and momentum {glue:text}`rosen_momentum_dist:.2f`:
 # momentum accumulates velocity along the gently sloping valley floor, where the gradient is small
-# but consistent. Adam rescales each coordinate by its recent gradient size, which is why it makes
-# even progress on the ill-conditioned bowl whose two directions SGD must treat with one step size.
+# but consistent. Adam, at the same learning rate, has travelled only {glue:text}`rosen_adam_travel:.2f`
+# in total: it divides each coordinate's step by that coordinate's recent gradient size, so every
+# step is about the learning rate long whatever the gradient — a handicap at a learning rate this
+# small, and a strength on badly scaled problems.
+#
+# On the ill-conditioned bowl at a learning rate of {glue:text}`bowl_lr`, getting within 10⁻³ of
+# the minimum takes SGD {glue:text}`bowl_steps_sgd` steps, momentum {glue:text}`bowl_steps_momentum`
+# and Adam {glue:text}`bowl_steps_adam`. SGD cannot simply take bigger steps: along the steepest
+# direction (curvature λ_max = {glue:text}`bowl_kappa:g`) each step multiplies the error by $1 - \eta\lambda_{\max}$, which
+# exceeds 1 in size once the learning rate passes $2/\lambda_{\max}$ = {glue:text}`bowl_lr_limit:.2f`.
+# Five percent past that limit, SGD ends 300 steps at distance {glue:text}`bowl_sgd_past_limit:.2g`
+# from the minimum — diverged — while momentum and Adam still converge. In a real network the
+# sharpest direction of the loss sets the same ceiling, which is one reason warmup exists.
 #
 # In Jupyter or Colab, the widget below redraws the same picture for any learning rate and step
 # budget (its callback, `widgets.optimizer_paths_figure`, is a plain function tested in
-# `tests/unit`). Push the learning rate up until SGD diverges on the bowl: that is the step-size
-# limit $2/\lambda_{\max}$ set by the steepest direction.
+# `tests/unit`). Pick the bowl and push the learning rate past {glue:text}`bowl_lr_limit:.2f` to
+# watch SGD diverge.
 
 # %% tags=["remove-output"]
 widgets.optimizer_paths_widget(function="rosenbrock", lr=1e-3, steps=300)

@@ -168,13 +168,13 @@ def _rosenbrock(x, y, a=1.0, b=100.0):
     return (a - x) ** 2 + b * (y - x**2) ** 2
 
 
-_KAPPA, _ANGLE = 50.0, math.radians(30)
+BOWL_CONDITION, _ANGLE = 50.0, math.radians(30)  # the bowl's Hessian has eigenvalues 1 and 50
 
 
 def _ill_conditioned_bowl(x, y):
     u = math.cos(_ANGLE) * x + math.sin(_ANGLE) * y  # coordinates along the bowl's axes
     v = -math.sin(_ANGLE) * x + math.cos(_ANGLE) * y
-    return 0.5 * (u**2 + _KAPPA * v**2)
+    return 0.5 * (u**2 + BOWL_CONDITION * v**2)
 
 
 # x² - y² is a saddle at the origin; the y⁴/4 term keeps it bounded below, with two valleys at
