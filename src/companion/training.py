@@ -118,6 +118,7 @@ def mlp(d_in: int, d_hidden: int, d_out: int, depth: int = 2, dropout: float = 0
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn=F.cross_entropy) -> tuple[float, float]:
     """(mean loss, accuracy) of a classifier on (x: (N, D), y: (N,)), in eval mode."""
+    x, y = _check_xy((x, y), "(x, y)")
     was_training = model.training
     model.eval()
     logits = model(x)

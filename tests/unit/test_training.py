@@ -105,3 +105,11 @@ def test_lr_band_rejects_bad_input():
         training.lr_band_decades([1e-3, 1e-2], [float("nan"), float("inf")])
     with pytest.raises(ValueError, match="factor"):
         training.lr_band_decades([1e-3, 1e-2], [1.0, 2.0], factor=1.0)
+
+
+def test_evaluate_names_bad_data():
+    model = training.mlp(4, 8, 3)
+    loss, acc = training.evaluate(model, torch.randn(10, 4), torch.randint(0, 3, (10,)))
+    assert loss > 0 and 0 <= acc <= 1
+    with pytest.raises(ValueError, match="has shape \\(9,\\) but x has 10 rows"):
+        training.evaluate(model, torch.randn(10, 4), torch.randint(0, 3, (9,)))
