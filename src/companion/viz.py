@@ -290,3 +290,28 @@ def recall_qps_figure(records: Sequence[Mapping], title: str = "Recall@10 vs que
     fig.update_layout(title=title, xaxis_title="recall@10", yaxis_title="queries / s")
     fig.update_yaxes(type="log")
     return fig
+
+
+def benchmark_figure(records: Sequence, title: str = "Our cores against the reference libraries") -> go.Figure:
+    """Speed ratios (ours / reference, higher is better for ours) as bars, each with its goal marked.
+
+    records: objects with ``name``, ``ratio``, ``goal_ratio`` and ``reference_name`` (``bench.Record``).
+    """
+    if not records:
+        raise ValueError("records is empty: run companion.bench first")
+    names = [r.name.rsplit(".", 1)[0] for r in records]  # "losses.mse.speed_ratio_vs_torch" -> "losses.mse"
+    colors = [PALETTE[2] if r.ratio >= r.goal_ratio else PALETTE[1] for r in records]
+    fig = go.Figure(go.Bar(
+        x=[r.ratio for r in records], y=names, orientation="h", marker_color=colors, name="measured ratio",
+        text=[f"{r.ratio:.2f}×" for r in records], textposition="inside", insidetextanchor="end",
+        customdata=[r.reference_name for r in records], hovertemplate="%{y}: %{x:.3f}× of %{customdata}<extra></extra>",
+    ))
+    fig.add_scatter(x=[r.goal_ratio for r in records], y=names, mode="markers", name="goal",
+                    marker=dict(symbol="line-ns-open", size=26, color="black", line=dict(width=3)))
+    fig.add_vline(x=1, line_dash="dot", line_color="gray", annotation_text="as fast as the library")
+    shown = [r.ratio for r in records] + [r.goal_ratio for r in records] + [1.0]
+    fig.update_layout(title=title, xaxis_title="ratio, ours / reference (log scale)", height=160 + 50 * len(records),
+                      yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.25),
+                      xaxis=dict(range=[np.log10(min(shown) / 1.5), np.log10(max(shown) * 1.5)]))
+    fig.update_xaxes(type="log")
+    return fig
