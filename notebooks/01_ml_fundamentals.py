@@ -145,7 +145,8 @@ fig
 
 # %% [markdown]
 # Each loss in `companion.losses` is written from its formula and tested against PyTorch (and
-# scikit-learn's `hinge_loss`); here is the check on fresh random data:
+# scikit-learn's `hinge_loss`); here is the check on fresh random data. How fast they run next to
+# PyTorch's fused kernels is measured on the {doc}`90_benchmarks` page.
 
 # %%
 g = torch.Generator().manual_seed(1)
