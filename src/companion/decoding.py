@@ -1,0 +1,214 @@
+"""Decoding: turning next-token logits into text, one token at a time.
+
+A language model gives logits (B, V) for the next token. Decoding is a pipeline over them:
+
+    logits → repetition penalty → temperature → top-k / top-p / min-p filter → softmax → pick
+
+and "pick" is either the argmax (greedy) or a draw from the distribution (sampling). Beam search
+instead keeps the ``beam_width`` best partial sequences by total log-probability.
+
+Every filter returns logits with the removed tokens set to −inf, so filters compose, and each is
+checked in the tests against the matching Hugging Face ``transformers`` logits processor.
+
+    >>> logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+    >>> top_k_filter(logits, 2)
+    tensor([[2., 1., -inf, -inf]])
+
+References:
+- Fan et al., "Hierarchical Neural Story Generation" (2018): top-k sampling.
+- Holtzman et al., "The Curious Case of Neural Text Degeneration" (2020): nucleus (top-p) sampling.
+- Nguyen et al., "Turning Up the Heat: Min-p Sampling for Creative and Coherent LLM Outputs" (2024).
+- Keskar et al., "CTRL" (2019): the repetition penalty.
+- Wu et al., "Google's Neural Machine Translation System" (2016): length-normalized beam scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+ModelFn = Callable[[torch.Tensor], torch.Tensor]  # ids (B, T) long -> logits (B, T, V)
+
+
+# ---------------------------------------------------------------------------------------------
+# Logit processors: (B, V) -> (B, V)
+# ---------------------------------------------------------------------------------------------
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """logits / T: T < 1 sharpens the distribution, T > 1 flattens it."""
+    _check_logits(logits)
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0 (use greedy decoding for T → 0), got {temperature!r}")
+    return logits / temperature
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits of each row (and any tied with the k-th), set the rest to −inf."""
+    _check_logits(logits)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    k = min(k, logits.shape[-1])
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]  # (B, 1)
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float, min_keep: int = 1) -> torch.Tensor:
+    """Nucleus filter: keep the most likely tokens until their probability mass reaches p."""
+    _check_logits(logits)
+    if not 0 < p <= 1:
+        raise ValueError(f"p must be in (0, 1], got {p!r}")
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # probability of the strictly more likely tokens
+    drop_sorted = mass_before >= p
+    drop_sorted[..., :min_keep] = False
+    drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def min_p_filter(logits: torch.Tensor, min_p: float, min_keep: int = 1) -> torch.Tensor:
+    """Keep tokens whose probability is at least min_p times that of the most likely token."""
+    _check_logits(logits)
+    if not 0 <= min_p <= 1:
+        raise ValueError(f"min_p must be in [0, 1], got {min_p!r}")
+    probs = torch.softmax(logits, dim=-1)
+    drop = probs < min_p * probs.max(dim=-1, keepdim=True).values
+    keep_best = torch.topk(probs, min(min_keep, logits.shape[-1]), dim=-1).indices
+    drop = drop.scatter(-1, keep_best, False)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def repetition_penalty(logits: torch.Tensor, previous: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Make every token already in ``previous`` (B, T) less likely: positive logits / penalty, negative ones × penalty."""
+    _check_logits(logits)
+    if not penalty > 0:
+        raise ValueError(f"penalty must be > 0 (1 means none), got {penalty!r}")
+    if previous.dim() != 2 or previous.shape[0] != logits.shape[0] or previous.dtype != torch.long:
+        raise ValueError(f"previous must be a long tensor (B={logits.shape[0]}, T), got {previous.dtype} "
+                         f"{tuple(previous.shape)}")
+    seen = logits.gather(-1, previous)
+    penalized = torch.where(seen < 0, seen * penalty, seen / penalty)
+    return logits.scatter(-1, previous, penalized)
+
+
+def _check_logits(logits: torch.Tensor) -> None:
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or not logits.is_floating_point():
+        raise ValueError(f"logits must be a float tensor (B, V), got {getattr(logits, 'shape', type(logits))}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Picking the next token, and generating
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    greedy: bool = False  # argmax instead of sampling; the filters then do not matter
+
+
+def next_token_logits(logits: torch.Tensor, previous: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    """The processed logits (B, V) that the next token is drawn from, in the order the module docstring gives."""
+    if cfg.repetition_penalty is not None:
+        logits = repetition_penalty(logits, previous, cfg.repetition_penalty)
+    logits = apply_temperature(logits, cfg.temperature)
+    if cfg.top_k is not None:
+        logits = top_k_filter(logits, cfg.top_k)
+    if cfg.top_p is not None:
+        logits = top_p_filter(logits, cfg.top_p)
+    if cfg.min_p is not None:
+        logits = min_p_filter(logits, cfg.min_p)
+    return logits
+
+
+def generate(
+    model: ModelFn,
+    prompt: torch.Tensor,
+    max_new_tokens: int,
+    cfg: SamplingConfig = SamplingConfig(),
+    generator: torch.Generator | None = None,
+    eos_id: int | None = None,
+) -> torch.Tensor:
+    """Extend prompt (B, T) by up to max_new_tokens tokens; returns (B, T + n). Rows that emitted
+    ``eos_id`` keep emitting it, so the batch stays rectangular."""
+    if prompt.dim() != 2 or prompt.dtype != torch.long or prompt.shape[1] < 1:
+        raise ValueError(f"prompt must be a long tensor (B, T) with T >= 1, got {prompt.dtype} {tuple(prompt.shape)}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    ids = prompt
+    done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
+    for _ in range(max_new_tokens):
+        logits = next_token_logits(model(ids)[:, -1, :], ids, cfg)  # (B, V)
+        if cfg.greedy:
+            token = logits.argmax(dim=-1)
+        else:
+            token = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+        if eos_id is not None:
+            token = torch.where(done, torch.full_like(token, eos_id), token)
+            done |= token == eos_id
+        ids = torch.cat([ids, token[:, None]], dim=1)
+        if eos_id is not None and bool(done.all()):
+            break
+    return ids
+
+
+def beam_search(
+    model: ModelFn,
+    prompt: torch.Tensor,
+    beam_width: int,
+    max_new_tokens: int,
+    eos_id: int | None = None,
+    length_penalty: float = 1.0,
+) -> tuple[torch.Tensor, float]:
+    """The best continuation of prompt (T,) and its score, sum of log-probs / (new tokens)^length_penalty.
+
+    Keeps the ``beam_width`` best partial sequences by total log-probability; a sequence that emits
+    ``eos_id`` is finished and set aside with its length-normalized score. length_penalty > 0
+    favours longer outputs, 0 compares raw log-probabilities.
+    """
+    if prompt.dim() != 1 or prompt.dtype != torch.long or len(prompt) < 1:
+        raise ValueError(f"prompt must be a 1-D long tensor of token ids, got {prompt.dtype} {tuple(prompt.shape)}")
+    if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
+        raise ValueError(f"beam_width must be an int >= 1, got {beam_width!r}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    beams = prompt[None, :]  # (n_beams, T)
+    scores = torch.zeros(1, dtype=torch.float64)  # total log-prob of each beam
+    finished: list[tuple[float, torch.Tensor]] = []
+    for step in range(1, max_new_tokens + 1):
+        logprobs = torch.log_softmax(model(beams)[:, -1, :].double(), dim=-1)  # (n_beams, V)
+        vocab = logprobs.shape[-1]
+        candidates = (scores[:, None] + logprobs).flatten()  # (n_beams * V,)
+        top = torch.topk(candidates, min(2 * beam_width, len(candidates)))  # spares in case some end
+        next_beams, next_scores = [], []
+        for score, flat in zip(top.values.tolist(), top.indices.tolist()):
+            seq = torch.cat([beams[flat // vocab], torch.tensor([flat % vocab])])
+            if eos_id is not None and flat % vocab == eos_id:
+                finished.append((score / step**length_penalty, seq))
+            elif len(next_beams) < beam_width:
+                next_beams.append(seq)
+                next_scores.append(score)
+            if len(next_beams) == beam_width:
+                break
+        if not next_beams:
+            break
+        beams, scores = torch.stack(next_beams), torch.tensor(next_scores, dtype=torch.float64)
+    n_new = beams.shape[1] - len(prompt)
+    if n_new:
+        finished += [(s / n_new**length_penalty, b) for s, b in zip(scores.tolist(), beams)]
+    best_score, best = max(finished, key=lambda pair: pair[0])
+    return best, best_score
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of softmax(logits) per row: (B, V) -> (B,). −inf logits count as probability 0."""
+    _check_logits(logits)
+    logp = torch.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)
