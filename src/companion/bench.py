@@ -126,7 +126,68 @@ def fundamentals(smoke: bool) -> list[Record]:
             for name, ours, ref, ref_name, params in tqdm(jobs, desc="bench: fundamentals")]
 
 
-SUITES = {"fundamentals": fundamentals}
+def llm_internals(smoke: bool) -> list[Record]:
+    """Part V cores: BPE training and encoding against tiktoken, MiniGPT against GPT2LMHeadModel."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from . import model as gpt
+    from . import tokenizer
+    from .data import python_docs
+
+    records = []
+    text = python_docs(max_chars=20_000 if smoke else 60_000)
+    vocab = 256 + (100 if smoke else 300)
+    t_fast, t_naive = paired_seconds(lambda: tokenizer.train_bpe(text, vocab), lambda: tokenizer.train_naive(text, vocab),
+                                     repeat=1 if smoke else 3, warmup=0)
+    records.append(Record("tokenizer.train_bpe.speed_ratio_vs_naive_recount", 1 / t_fast, 1 / t_naive,
+                          "companion.tokenizer.train_naive (full recount)", "calls/s", t_naive / t_fast, "≥ 20",
+                          20.0, {"chars": len(text), "vocab_size": vocab}))
+
+    ours, theirs = tokenizer.cl100k(), tokenizer.cl100k_encoding()
+    corpus = python_docs(max_chars=200_000 if smoke else 2_000_000)
+
+    def encode_cold():
+        ours._cache.clear()  # no help from chunks seen in an earlier run
+        return ours.encode_ordinary(corpus)
+
+    records.append(speed_record("tokenizer.encode.speed_ratio_vs_tiktoken", encode_cold,
+                                lambda: theirs.encode_ordinary(corpus), "tiktoken cl100k_base (one thread)",
+                                0.1, "≥ 0.1", {"chars": len(corpus)}, repeat=3))
+
+    size = dict(n_layer=2, n_head=4, n_embd=128) if smoke else dict(n_layer=4, n_head=8, n_embd=256)
+    batch, length = (4, 64) if smoke else (8, 256)
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(vocab_size=1024, n_positions=length, **size, resid_pdrop=0.0, embd_pdrop=0.0,
+                                    attn_pdrop=0.0))
+    mini = gpt.MiniGPT(gpt.GPTConfig(vocab_size=1024, block_size=length, **size))
+    gpt.load_hf_gpt2(mini, hf.state_dict())
+    ids = torch.randint(0, 1024, (batch, length))
+    params = {**size, "batch": batch, "seq_len": length}
+
+    def forward(m, logits_of):
+        def run():
+            with torch.no_grad():
+                logits_of(m(ids))
+        return run
+
+    def train_step(m, logits_of):
+        def run():
+            F.cross_entropy(logits_of(m(ids)).flatten(0, 1), ids.flatten()).backward()
+            m.zero_grad(set_to_none=True)
+        return run
+
+    mini_logits, hf_logits = (lambda out: out), (lambda out: out.logits)
+    repeat = 3 if smoke else 7
+    records.append(speed_record("model.forward.speed_ratio_vs_gpt2lmheadmodel", forward(mini.eval(), mini_logits),
+                                forward(hf.eval(), hf_logits), "transformers GPT2LMHeadModel", 1.0, "≥ 1.0",
+                                params, repeat))
+    records.append(speed_record("model.train_step.speed_ratio_vs_gpt2lmheadmodel", train_step(mini.train(), mini_logits),
+                                train_step(hf.train(), hf_logits), "transformers GPT2LMHeadModel", 1.0, "≥ 1.0",
+                                params, repeat))
+    return records
+
+
+SUITES = {"fundamentals": fundamentals, "llm_internals": llm_internals}
 
 
 def run(smoke: bool, suites: list[str] | None = None) -> list[Record]:
