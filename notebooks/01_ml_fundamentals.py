@@ -410,7 +410,11 @@ def steps_to_reach(path: np.ndarray, target, tol: float = 1e-3) -> int | None:
 
 bowl_steps = {o: steps_to_reach(optim.trajectory(bowl, o, lr_2d["bowl"], 2000), bowl.minimum) for o in OPTIMIZERS_2D}
 lr_limit = 2 / optim.BOWL_CONDITION  # 2 / λ_max: the bowl's Hessian has eigenvalues 1 and BOWL_CONDITION
-past_limit = {o: float(np.linalg.norm(optim.trajectory(bowl, o, 1.05 * lr_limit, 300)[-1])) for o in OPTIMIZERS_2D}
+past_factor, past_steps = 1.05, 300
+past_limit = {o: float(np.linalg.norm(optim.trajectory(bowl, o, past_factor * lr_limit, past_steps)[-1]))
+              for o in OPTIMIZERS_2D}
+glue("past_pct", 100 * (past_factor - 1))
+glue("past_steps", past_steps)
 glue("rosen_sgd_dist", dist["sgd"])
 glue("rosen_momentum_dist", dist["momentum"])
 glue("rosen_adam_travel", adam_travel)
@@ -439,7 +443,7 @@ assert past_limit["sgd"] > 10 and past_limit["momentum"] < 1e-2 and past_limit["
 # and Adam {glue:text}`bowl_steps_adam`. SGD cannot simply take bigger steps: along the steepest
 # direction (curvature λ_max = {glue:text}`bowl_kappa:g`) each step multiplies the error by $1 - \eta\lambda_{\max}$, which
 # exceeds 1 in size once the learning rate passes $2/\lambda_{\max}$ = {glue:text}`bowl_lr_limit:.2f`.
-# Five percent past that limit, SGD ends 300 steps at distance {glue:text}`bowl_sgd_past_limit:.2g`
+# {glue:text}`past_pct:.0f`% past that limit, SGD ends {glue:text}`past_steps` steps at distance {glue:text}`bowl_sgd_past_limit:.2g`
 # from the minimum — diverged — while momentum and Adam still converge. In a real network the
 # sharpest direction of the loss sets the same ceiling, which is one reason warmup exists.
 #
@@ -501,16 +505,20 @@ assert abs(center - train_loss_of(model)) < 1e-6, "the slice must pass through t
 # them — wrong labels included. That is overfitting in its purest form, and production data always
 # carries some label noise (mislabelled fraud, accidental clicks). Every regularizer is one of three
 # ideas — shrink the hypothesis space (weight decay), add noise (dropout), or stop early — and each
-# is measured below on the same 300 training images, 30% of whose labels were replaced at random.
+# is measured below on the same {glue:text}`n_small` training images, {glue:text}`noise_pct:.0f`% of whose labels
+# were replaced at random.
 
 # %%
-(x_small, y_clean), _ = digits(seed=0, n_train=300)
-y_small = noisy_labels(y_clean, rate=0.3, n_classes=10, seed=0)
+n_small, noise_rate = 300, 0.3
+(x_small, y_clean), _ = digits(seed=0, n_train=n_small)
+y_small = noisy_labels(y_clean, rate=noise_rate, n_classes=10, seed=0)
+glue("n_small", n_small)
+glue("noise_pct", 100 * noise_rate)
 reg_steps = pick(SMOKE, 300, 1000)
 variants = {"none": dict(weight_decay=0.0, dropout=0.0), "weight decay 5": dict(weight_decay=5.0, dropout=0.0),
             "dropout 0.5": dict(weight_decay=0.0, dropout=0.5)}
 reg = {}
-for name, v in variants.items():
+for name, v in tqdm(variants.items(), desc="regularizers", leave=False):
     torch.manual_seed(0)
     net = training.mlp(64, 512, 10, depth=2, dropout=v["dropout"])
     reg[name] = training.train(net, (x_small, y_small), (x_val, y_val),
@@ -648,7 +656,7 @@ assert lse["naive"] == float("inf") and abs(lse["stable"] - lse["torch.logsumexp
 # nothing, because the gap between neighbouring fp16 values exceeds it. This is why matmul kernels
 # accumulate in fp32 even when inputs are fp16, and why mixed precision keeps master weights and
 # reductions in fp32. Kahan's compensated summation rescues fp16, and numpy's pairwise summation
-# helps; fp32 accumulation is the production answer. (The sweep stops at 100,000 terms: their sum,
+# helps; fp32 accumulation is the production answer. (The sweep stops at {glue:text}`sum_n:,` terms: their sum,
 # about n/2, must stay below fp16's largest value, {glue:text}`fp16_max:,.0f`, or even a perfect fp16 sum overflows.)
 
 # The same stall hits the weights themselves. A step of lr × gradient that is smaller than half
@@ -661,6 +669,8 @@ for _ in range(n_updates):
     w16 += update
     w32 += update
 glue("master_expected", 1 + n_updates * update)
+glue("master_n", n_updates)
+glue("master_update", update)
 glue("master_fp16", w16.item())
 glue("master_fp32", w32.item())
 glue("fp16_spacing_at_1", torch.finfo(torch.float16).eps)
@@ -668,7 +678,7 @@ print(f"after {n_updates} updates of {update:g}: fp16 weight {w16.item()}, fp32 
 assert w16.item() == 1.0 and abs(w32.item() - 1.1) < 1e-4
 
 # %% [markdown]
-# Starting from 1.0, a thousand updates of 10⁻⁴ should give {glue:text}`master_expected:.1f`. The
+# Starting from 1.0, {glue:text}`master_n:,` updates of {glue:text}`master_update:g` should give {glue:text}`master_expected:.1f`. The
 # fp16 weight stays at {glue:text}`master_fp16:.1f`: near 1.0 the fp16 spacing is
 # {glue:text}`fp16_spacing_at_1:.2g`, so each update is rounded away. The fp32 copy reaches
 # {glue:text}`master_fp32:.4f`. That is why mixed-precision training keeps fp32 master weights and
@@ -677,6 +687,7 @@ assert w16.item() == 1.0 and abs(w32.item() - 1.1) < 1e-4
 
 # %%
 ns = np.unique(np.geomspace(100, pick(SMOKE, 20_000, 100_000), pick(SMOKE, 6, 10)).astype(int))
+assert ns[-1] / 2 < torch.finfo(torch.float16).max, "the expected sum must be representable in fp16"
 methods = {"fp16 sequential": (np.float16, "sequential"), "fp16 pairwise": (np.float16, "pairwise"),
            "fp16 Kahan": (np.float16, "kahan"), "fp32 sequential": (np.float32, "sequential")}
 sum_err = {label: [numerics.relative_sum_error(int(n), dt, m, seed=0) for n in ns] for label, (dt, m) in methods.items()}
@@ -705,18 +716,19 @@ assert sum_err["fp16 Kahan"][-1] < sum_err["fp16 sequential"][-1] / 10
 # loss (hence every gradient) by a large factor $S$ before the backward pass and divides the fp32
 # gradients by $S$ before the step. Too small an $S$ leaves gradients underflowing; too large
 # overflows to infinity. The curves below use log-normally distributed gradient magnitudes centred
-# at 10⁻⁷:
+# at {glue:text}`grad_centre:.0e`:
 
 # %%
 fp16_info = torch.finfo(torch.float16)
 glue("fp16_tiny", 2.0**-24)
 glue("fp16_min_normal", fp16_info.smallest_normal)
 g = torch.Generator().manual_seed(3)
-grads = torch.exp(torch.randn(200_000, generator=g) * 2.0 + np.log(1e-7)) * torch.sign(torch.randn(200_000, generator=g))
+grad_centre = 1e-7
+glue("grad_centre", grad_centre)
+grads = torch.exp(torch.randn(200_000, generator=g) * 2.0 + np.log(grad_centre)) * torch.sign(torch.randn(200_000, generator=g))
 log2_scales = list(range(0, 41, 2))
-under = [numerics.underflow_fraction(grads, torch.float16, scale=2.0**k) for k in log2_scales]
-subnormal = [float(((grads * 2.0**k).abs() < fp16_info.smallest_normal).float().mean()) for k in log2_scales]
-over = [float(torch.isinf((grads * 2.0**k).half()).float().mean()) for k in log2_scales]
+outcomes = [numerics.cast_fractions(grads, torch.float16, scale=2.0**k) for k in log2_scales]
+under, subnormal, over = ([o[key] for o in outcomes] for key in ("underflow", "subnormal", "overflow"))
 under_bf16 = numerics.underflow_fraction(grads, torch.bfloat16, scale=1.0)
 fig = viz.line_figure(log2_scales, {"rounded to 0 (fp16)": under, "subnormal: precision lost (fp16)": subnormal,
                                     "overflow to inf (fp16)": over},
@@ -732,7 +744,7 @@ glue("underflow_2_16_pct", 100 * under[log2_scales.index(16)])
 glue("underflow_bf16_pct", 100 * under_bf16)
 glue("safe_lo", min(safe))
 glue("safe_hi", max(safe))
-assert under[0] > 0.2 and subnormal[0] > 0.9, "unscaled, many of these gradients vanish or lose precision in fp16"
+assert under[0] > 0.2 and under[0] + subnormal[0] > 0.9, "unscaled, most of these gradients vanish or lose precision"
 assert under[log2_scales.index(16)] < under[0] / 100, "scaling by 2**16 should rescue the underflowing gradients"
 assert over[-1] > 0.1, "a huge scale overflows"
 assert under_bf16 == 0, "bf16 has float32's exponent range: nothing here underflows"
@@ -1005,7 +1017,9 @@ def top1_on_val(eps: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return calibration.top1(probs, y_val.numpy())
 
 
-ls_runs = {eps: [top1_on_val(eps, seed) for seed in range(pick(SMOKE, 1, 3))] for eps in (0.0, 0.1)}
+ls_seeds = range(pick(SMOKE, 1, 3))
+ls_runs = {eps: [top1_on_val(eps, seed) for seed in tqdm(ls_seeds, desc=f"label smoothing {eps}", leave=False)]
+           for eps in (0.0, 0.1)}
 ls = {eps: np.mean([(calibration.expected_calibration_error(c, ok), c.mean(), ok.mean()) for c, ok in runs], axis=0)
       for eps, runs in ls_runs.items()}  # per eps: mean (ECE, confidence, accuracy) over seeds
 fig = go.Figure()

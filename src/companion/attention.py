@@ -113,10 +113,16 @@ def scaled_dot_product_attention(
     if h_kv != h:  # GQA: each key/value head serves h // h_kv consecutive query heads
         k = k.repeat_interleave(h // h_kv, dim=1)
         v = v.repeat_interleave(h // h_kv, dim=1)
+    if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a finite number > 0 or None (1/sqrt(d)), got {scale!r}")
     scale = 1 / math.sqrt(d) if scale is None else scale
     scores = (q @ k.transpose(-2, -1)) * scale  # (B, H, T_q, T_k)
     if bias is not None:
-        scores = scores + bias
+        try:
+            scores = scores + bias
+        except RuntimeError:
+            raise ValueError(f"bias of shape {tuple(bias.shape)} does not broadcast to (B, H, T_q, T_k) = "
+                             f"{(b, h, t_q, t_k)}") from None
     keep = _combined_mask(mask, causal, window, key_padding, t_q, t_k, q.device)
     if keep is not None:
         if keep.dtype != torch.bool:
@@ -234,6 +240,8 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
 
 def alibi_bias(n_heads: int, t_q: int, t_k: int) -> torch.Tensor:
     """(H, T_q, T_k) bias −slope_h · (distance from query to key), queries being the last t_q keys."""
+    if t_q < 1 or t_k < t_q:
+        raise ValueError(f"need 1 <= t_q <= t_k (queries are the last t_q keys), got t_q={t_q}, t_k={t_k}")
     q_pos = torch.arange(t_k - t_q, t_k)[:, None]
     k_pos = torch.arange(t_k)[None, :]
     distance = (q_pos - k_pos).abs().float()

@@ -145,7 +145,7 @@ def generate(
     ids = prompt
     done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
     for _ in range(max_new_tokens):
-        logits = next_token_logits(model(ids)[:, -1, :], ids, cfg)  # (B, V)
+        logits = next_token_logits(_last_logits(model, ids, eos_id), ids, cfg)  # (B, V)
         if cfg.greedy:
             token = logits.argmax(dim=-1)
         else:
@@ -183,7 +183,7 @@ def beam_search(
     scores = torch.zeros(1, dtype=torch.float64)  # total log-prob of each beam
     finished: list[tuple[float, torch.Tensor]] = []
     for step in range(1, max_new_tokens + 1):
-        logprobs = torch.log_softmax(model(beams)[:, -1, :].double(), dim=-1)  # (n_beams, V)
+        logprobs = torch.log_softmax(_last_logits(model, beams, eos_id).double(), dim=-1)  # (n_beams, V)
         vocab = logprobs.shape[-1]
         candidates = (scores[:, None] + logprobs).flatten()  # (n_beams * V,)
         top = torch.topk(candidates, min(2 * beam_width, len(candidates)))  # spares in case some end
@@ -205,6 +205,17 @@ def beam_search(
         finished += [(s / n_new**length_penalty, b) for s, b in zip(scores.tolist(), beams)]
     best_score, best = max(finished, key=lambda pair: pair[0])
     return best, best_score
+
+
+def _last_logits(model: ModelFn, ids: torch.Tensor, eos_id: int | None) -> torch.Tensor:
+    """The model's logits for the next token, (B, V), after checking what the model returned."""
+    out = model(ids)
+    if not isinstance(out, torch.Tensor) or out.dim() != 3 or out.shape[:2] != ids.shape:
+        raise ValueError(f"model must map ids (B, T) = {tuple(ids.shape)} to logits (B, T, V), "
+                         f"got {getattr(out, 'shape', type(out))}")
+    if eos_id is not None and not 0 <= eos_id < out.shape[-1]:
+        raise ValueError(f"eos_id must be a token id in [0, {out.shape[-1]}), got {eos_id}")
+    return out[:, -1, :]
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:

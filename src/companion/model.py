@@ -196,6 +196,15 @@ def load_hf_gpt2(model: MiniGPT, state_dict: dict[str, torch.Tensor]) -> None:
             (cfg.n_kv_head or cfg.n_head) != cfg.n_head:
         raise ValueError("load_hf_gpt2 needs a GPT-2 config: learned positions, layernorm, gelu, biases, no GQA")
     sd = {k.removeprefix("transformer."): v for k, v in state_dict.items()}
+    needed = ["wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias"] + [
+        f"h.{i}.{name}" for i in range(cfg.n_layer) for name in (
+            "ln_1.weight", "ln_1.bias", "ln_2.weight", "ln_2.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+            "attn.c_proj.weight", "attn.c_proj.bias", "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight",
+            "mlp.c_proj.bias")]
+    missing = [key for key in needed if key not in sd]
+    if missing:
+        raise ValueError(f"the state dict is not a GPT-2 of this depth: missing {missing[0]!r} "
+                         f"and {len(missing) - 1} more")
     expected = sd["wte.weight"].shape
     if expected != model.wte.weight.shape:
         raise ValueError(f"the state dict has wte {tuple(expected)} but the model has {tuple(model.wte.weight.shape)}")

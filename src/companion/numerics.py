@@ -262,15 +262,15 @@ class DynamicLossScaler:
         return self.scale
 
 
-def underflow_fraction(grads: torch.Tensor, dtype: torch.dtype = torch.float16, scale: float = 1.0) -> float:
-    """Share of the nonzero values of ``grads`` that become exactly 0 when ``grads·scale`` is cast to dtype.
+def cast_fractions(grads: torch.Tensor, dtype: torch.dtype = torch.float16, scale: float = 1.0) -> dict[str, float]:
+    """What casting ``grads·scale`` to dtype does to the nonzero values of ``grads``, as shares of them.
 
-    The product is formed in float32. A tensor with no nonzero values has nothing to lose: 0.0.
+    ``underflow``: became exactly 0; ``subnormal``: nonzero but below the smallest normal number
+    (only a few significant bits left); ``overflow``: became ±inf. The product is formed in
+    float32. A tensor with no nonzero values has nothing to lose: all three are 0.0.
 
-        >>> underflow_fraction(torch.full((10,), 1e-8))  # below fp16's smallest subnormal, 6e-8
-        1.0
-        >>> underflow_fraction(torch.full((10,), 1e-8), scale=2**16)
-        0.0
+        >>> cast_fractions(torch.tensor([1e-8, 1e-6, 1.0, 1e5]))
+        {'underflow': 0.25, 'subnormal': 0.25, 'overflow': 0.25}
     """
     _check_float_tensor("grads", grads)
     _check_float_dtype(dtype)
@@ -279,6 +279,19 @@ def underflow_fraction(grads: torch.Tensor, dtype: torch.dtype = torch.float16, 
     nonzero = grads != 0
     n_nonzero = int(nonzero.sum())
     if n_nonzero == 0:
-        return 0.0
+        return {"underflow": 0.0, "subnormal": 0.0, "overflow": 0.0}
     cast = (grads.float() * scale).to(dtype)
-    return int((nonzero & (cast == 0)).sum()) / n_nonzero
+    subnormal = (cast != 0) & (cast.abs() < torch.finfo(dtype).smallest_normal)
+    return {name: int((nonzero & hit).sum()) / n_nonzero
+            for name, hit in (("underflow", cast == 0), ("subnormal", subnormal), ("overflow", torch.isinf(cast)))}
+
+
+def underflow_fraction(grads: torch.Tensor, dtype: torch.dtype = torch.float16, scale: float = 1.0) -> float:
+    """Share of the nonzero values of ``grads`` that become exactly 0 when ``grads·scale`` is cast to dtype.
+
+        >>> underflow_fraction(torch.full((10,), 1e-8))  # below fp16's smallest subnormal, 6e-8
+        1.0
+        >>> underflow_fraction(torch.full((10,), 1e-8), scale=2**16)
+        0.0
+    """
+    return cast_fractions(grads, dtype, scale)["underflow"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -108,7 +106,7 @@ def test_rope_scores_depend_only_on_relative_position():
     assert score(5, 2) == pytest.approx(score(40, 37), abs=1e-4)
     assert score(5, 2) != pytest.approx(score(5, 3), abs=1e-3)
     norms = apply_rope(q.expand(1, 1, 64, 16), cos, sin).norm(dim=-1)
-    torch.testing.assert_close(norms, q.norm().expand_as(norms)), "rotations keep the norm"
+    torch.testing.assert_close(norms, q.norm().expand_as(norms), msg="rotations keep the norm")
 
 
 def test_rope_scaling_stretches_positions():
@@ -116,7 +114,7 @@ def test_rope_scaling_stretches_positions():
     cos_pi, sin_pi = rope_cache(8, 64, interpolation=2.0)
     torch.testing.assert_close(cos_pi[::2][:32], cos)  # position 2p after interpolation = position p before
     cos_ntk, _ = rope_cache(8, 32, ntk_factor=4.0)
-    torch.testing.assert_close(cos_ntk[:, 0], cos[:, 0]), "NTK scaling leaves the fastest pair alone"
+    torch.testing.assert_close(cos_ntk[:, 0], cos[:, 0], msg="NTK scaling leaves the fastest pair alone")
     assert not torch.allclose(cos_ntk[:, -1], cos[:, -1])
 
 
@@ -129,11 +127,15 @@ def test_alibi_slopes_and_bias():
     assert attn(torch.randn(1, 6, 32))[1].shape == (1, 8, 6, 6)
 
 
-def test_sqrt_d_scale_keeps_score_variance_near_one():
-    q, k, _ = qkv(b=1, h=1, t_q=2048, t_k=2048, d=256, dtype=torch.float32)
-    raw = (q @ k.transpose(-2, -1)).var().item()
-    assert raw == pytest.approx(256, rel=0.1) and raw / 256 == pytest.approx(1, rel=0.1)
-    assert math.isfinite(raw)
+def test_default_scale_is_one_over_sqrt_d_and_keeps_scaled_scores_at_unit_variance():
+    q, k, v = qkv(b=1, h=1, h_kv=1, t_q=512, t_k=512, d=256, dtype=torch.float32)
+    default, w_default = scaled_dot_product_attention(q, k, v)
+    explicit, _ = scaled_dot_product_attention(q, k, v, scale=1 / 16)
+    torch.testing.assert_close(default, explicit)
+    raw, _ = scaled_dot_product_attention(q, k, v, scale=1.0)
+    scaled_scores = torch.log(w_default.clamp_min(1e-30))  # log-softmax of the scaled scores, up to a row constant
+    assert (scaled_scores - scaled_scores.mean(-1, keepdim=True)).var().item() == pytest.approx(1, rel=0.15)
+    assert not torch.allclose(raw, default), "without 1/sqrt(d) the softmax saturates differently"
 
 
 def test_bad_inputs_are_named():
@@ -154,6 +156,12 @@ def test_bad_inputs_are_named():
         attention_mask(3, 3, key_padding=torch.zeros(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="n_heads=6 must be a multiple of n_kv_heads=4"):
         AttentionConfig(d_model=48, n_heads=6, n_kv_heads=4)
+    with pytest.raises(ValueError, match="scale must be a finite number > 0"):
+        scaled_dot_product_attention(q, k, v, scale=0.0)
+    with pytest.raises(ValueError, match="bias of shape"):
+        scaled_dot_product_attention(q, k, v, bias=torch.zeros(3, 6, 6))
+    with pytest.raises(ValueError, match="need 1 <= t_q <= t_k"):
+        alibi_bias(4, 5, 3)
     with pytest.raises(ValueError, match="RoPE cache holds"):
         cos, sin = rope_cache(16, 4)
         apply_rope(q, cos, sin)

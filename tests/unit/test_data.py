@@ -60,3 +60,5 @@ def test_noisy_labels_rejects_bad_input():
         noisy_labels(y, rate=0.1, n_classes=2)
     with pytest.raises(ValueError, match="1-D long"):
         noisy_labels(y.float(), rate=0.1, n_classes=3)
+    with pytest.raises(ValueError, match="n_classes must be an int >= 1"):
+        noisy_labels(y, rate=0.1, n_classes=0)

@@ -113,3 +113,11 @@ def test_bad_inputs_are_named():
         decoding.generate(model, torch.zeros(2, 3), 4)
     with pytest.raises(ValueError, match="beam_width"):
         decoding.beam_search(model, torch.tensor([0]), beam_width=0, max_new_tokens=3)
+
+
+def test_model_output_and_eos_id_are_checked():
+    model, _ = markov_model()
+    with pytest.raises(ValueError, match="model must map ids"):
+        decoding.generate(lambda ids: torch.zeros(ids.shape[0], 5), torch.zeros(1, 2, dtype=torch.long), 3)
+    with pytest.raises(ValueError, match=r"eos_id must be a token id in \[0, 5\)"):
+        decoding.beam_search(model, torch.tensor([0]), beam_width=2, max_new_tokens=3, eos_id=9)

@@ -68,7 +68,8 @@ def test_is_causal_and_returns_attention_maps():
     with torch.no_grad():
         a, maps = model(ids, return_attention=True)
         b = model(changed)
-    torch.testing.assert_close(a[:, :7], b[:, :7]), "a later token cannot change earlier logits"
+    torch.testing.assert_close(a[:, :7], b[:, :7], msg="a later token cannot change earlier logits")
+    assert not torch.allclose(a[:, 7:], b[:, 7:]), "but it does change its own and later logits"
     assert len(maps) == 2 and maps[0].shape == (1, 4, 10, 10) and (maps[0].triu(1) == 0).all()
 
 
@@ -97,3 +98,17 @@ def test_bad_inputs_are_named():
         GPTConfig(**SMALL, norm="batchnorm")
     with pytest.raises(ValueError, match="needs a GPT-2 config"):
         load_hf_gpt2(MiniGPT(GPTConfig(**SMALL, mlp="swiglu")), {})
+    with pytest.raises(ValueError, match="missing 'h.1.mlp.c_fc.weight'"):
+        gpt2 = MiniGPT(GPTConfig(**SMALL))
+        sd = {"transformer." + k: v for k, v in hf_state(gpt2).items() if k != "h.1.mlp.c_fc.weight"}
+        load_hf_gpt2(gpt2, sd)
+
+
+def hf_state(model: MiniGPT) -> dict[str, torch.Tensor]:
+    """The keys a GPT-2 state dict has (values need only the right shapes for the key check)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = model.cfg
+    hf = GPT2LMHeadModel(GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_layer=cfg.n_layer,
+                                    n_head=cfg.n_head, n_embd=cfg.n_embd))
+    return {k.removeprefix("transformer."): v for k, v in hf.state_dict().items()}

@@ -226,3 +226,18 @@ def test_small_gradients_underflow_in_fp16_unless_scaled():
     assert numerics.underflow_fraction(torch.zeros(5)) == 0.0
     with pytest.raises(ValueError, match="scale must be a finite number > 0"):
         numerics.underflow_fraction(grads, scale=-1.0)
+
+
+def test_cast_fractions_sort_every_value_into_one_outcome():
+    grads = torch.exp(torch.randn(20_000, generator=torch.Generator().manual_seed(0)) * 6)  # 1e-15 .. 1e15
+    out = numerics.cast_fractions(grads, torch.float16)
+    cast = grads.half()
+    tiny = torch.finfo(torch.float16).smallest_normal
+    n = len(grads)
+    assert out["underflow"] == int((cast == 0).sum()) / n
+    assert out["overflow"] == int(torch.isinf(cast).sum()) / n
+    assert out["subnormal"] == int(((cast != 0) & (cast.abs() < tiny)).sum()) / n
+    assert min(out.values()) > 0, "the test data reaches all three outcomes"
+    assert numerics.cast_fractions(grads, torch.float32)["overflow"] == 0.0
+    with pytest.raises(ValueError, match="scale"):
+        numerics.cast_fractions(grads, scale=-1.0)

@@ -42,6 +42,8 @@ def noisy_labels(y: torch.Tensor, rate: float, n_classes: int, seed: int = 0) ->
     """
     if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.dtype != torch.long:
         raise ValueError(f"y must be a 1-D long tensor of class labels, got {getattr(y, 'shape', type(y))}")
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
+        raise ValueError(f"n_classes must be an int >= 1, got {n_classes!r}")
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
         raise ValueError(f"rate must be a number in [0, 1], got {rate!r}")
     if y.numel() and not (0 <= int(y.min()) and int(y.max()) < n_classes):
