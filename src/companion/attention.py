@@ -35,6 +35,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # ---------------------------------------------------------------------------------------------
@@ -291,8 +292,15 @@ class MultiHeadAttention(nn.Module):
             self.register_buffer("rope_sin", sin, persistent=False)
 
     def forward(
-        self, x: torch.Tensor, causal: bool = True, key_padding: torch.Tensor | None = None, window: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, x: torch.Tensor, causal: bool = True, key_padding: torch.Tensor | None = None, window: int | None = None,
+        need_weights: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, T, d_model) -> (out (B, T, d_model), weights (B, H, T, T) or None).
+
+        With ``need_weights=False`` and no padding, window or ALiBi, the product runs in PyTorch's
+        fused ``F.scaled_dot_product_attention``, which never materializes the (T, T) weights; the
+        tests check it against the reference path.
+        """
         if x.dim() != 3 or x.shape[-1] != self.cfg.d_model:
             raise ValueError(f"x must be (B, T, d_model={self.cfg.d_model}), got {tuple(x.shape)}")
         b, t, _ = x.shape
@@ -304,8 +312,13 @@ class MultiHeadAttention(nn.Module):
             q, k = apply_rope(q, self.rope_cos, self.rope_sin), apply_rope(k, self.rope_cos, self.rope_sin)
         elif self.cfg.positions == "alibi":
             bias = alibi_bias(self.cfg.n_heads, t, t).to(x.device, x.dtype)
-        out, weights = scaled_dot_product_attention(q, k, v, causal=causal, key_padding=key_padding,
-                                                    window=window, bias=bias)
+        if need_weights or bias is not None or key_padding is not None or window is not None:
+            out, weights = scaled_dot_product_attention(q, k, v, causal=causal, key_padding=key_padding,
+                                                        window=window, bias=bias)
+        else:
+            weights = None
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+                                                 enable_gqa=self.cfg.n_kv_heads != self.cfg.n_heads)
         out = out.transpose(1, 2).reshape(b, t, self.cfg.d_model)  # (B, T, d_model)
         return self.out_proj(out), weights
 

@@ -126,23 +126,17 @@ def fundamentals(smoke: bool) -> list[Record]:
             for name, ours, ref, ref_name, params in tqdm(jobs, desc="bench: fundamentals")]
 
 
-def llm_internals(smoke: bool) -> list[Record]:
-    """Part V cores: BPE training and encoding against tiktoken, MiniGPT against GPT2LMHeadModel."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from . import model as gpt
+def tokenizer_records(smoke: bool) -> list[Record]:
+    """BPE training (incremental vs full recount) and cl100k encoding (ours vs tiktoken, one thread)."""
     from . import tokenizer
     from .data import python_docs
 
-    progress = tqdm(total=4, desc="bench: llm_internals")
-    records = []
     text = python_docs(max_chars=20_000 if smoke else 60_000)
     vocab = 256 + (100 if smoke else 300)
-    records.append(speed_record("tokenizer.train_bpe.speed_ratio_vs_naive_recount",
-                                lambda: tokenizer.train_bpe(text, vocab), lambda: tokenizer.train_naive(text, vocab),
-                                "companion.tokenizer.train_naive (full recount)", 20.0, "≥ 20",
-                                {"chars": len(text), "vocab_size": vocab}, repeat=1 if smoke else 3, warmup=0))
-    progress.update()
+    training = speed_record("tokenizer.train_bpe.speed_ratio_vs_naive_recount",
+                            lambda: tokenizer.train_bpe(text, vocab), lambda: tokenizer.train_naive(text, vocab),
+                            "companion.tokenizer.train_naive (full recount)", 20.0, "≥ 20",
+                            {"chars": len(text), "vocab_size": vocab}, repeat=1 if smoke else 3, warmup=0)
 
     ours, theirs = tokenizer.cl100k(), tokenizer.cl100k_encoding()
     corpus = python_docs(max_chars=200_000 if smoke else 2_000_000)
@@ -151,10 +145,17 @@ def llm_internals(smoke: bool) -> list[Record]:
         ours._cache.clear()  # no help from chunks seen in an earlier run
         return ours.encode_ordinary(corpus)
 
-    records.append(speed_record("tokenizer.encode.speed_ratio_vs_tiktoken", encode_cold,
-                                lambda: theirs.encode_ordinary(corpus), "tiktoken cl100k_base (one thread)",
-                                0.1, "≥ 0.1", {"chars": len(corpus)}, repeat=3))
-    progress.update()
+    encoding = speed_record("tokenizer.encode.speed_ratio_vs_tiktoken", encode_cold,
+                            lambda: theirs.encode_ordinary(corpus), "tiktoken cl100k_base (one thread)",
+                            0.1, "≥ 0.1", {"chars": len(corpus)}, repeat=3)
+    return [training, encoding]
+
+
+def model_records(smoke: bool) -> list[Record]:
+    """MiniGPT against transformers' GPT2LMHeadModel, same config and weights: forward pass and training step."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from . import model as gpt
 
     size = dict(n_layer=2, n_head=4, n_embd=128) if smoke else dict(n_layer=4, n_head=8, n_embd=256)
     batch, length = (4, 64) if smoke else (8, 256)
@@ -180,16 +181,18 @@ def llm_internals(smoke: bool) -> list[Record]:
 
     mini_logits, hf_logits = (lambda out: out), (lambda out: out.logits)
     repeat = 3 if smoke else 7
-    records.append(speed_record("model.forward.speed_ratio_vs_gpt2lmheadmodel", forward(mini.eval(), mini_logits),
-                                forward(hf.eval(), hf_logits), "transformers GPT2LMHeadModel", 1.0, "≥ 1.0",
-                                params, repeat))
-    progress.update()
-    records.append(speed_record("model.train_step.speed_ratio_vs_gpt2lmheadmodel", train_step(mini.train(), mini_logits),
-                                train_step(hf.train(), hf_logits), "transformers GPT2LMHeadModel", 1.0, "≥ 1.0",
-                                params, repeat))
-    progress.update()
-    progress.close()
-    return records
+    return [
+        speed_record("model.forward.speed_ratio_vs_gpt2lmheadmodel", forward(mini.eval(), mini_logits),
+                     forward(hf.eval(), hf_logits), "transformers GPT2LMHeadModel", 1.0, "≥ 1.0", params, repeat),
+        speed_record("model.train_step.speed_ratio_vs_gpt2lmheadmodel", train_step(mini.train(), mini_logits),
+                     train_step(hf.train(), hf_logits), "transformers GPT2LMHeadModel", 1.0, "≥ 1.0", params, repeat),
+    ]
+
+
+def llm_internals(smoke: bool) -> list[Record]:
+    """Part V cores: BPE training and encoding against tiktoken, MiniGPT against GPT2LMHeadModel."""
+    parts = (tokenizer_records, model_records)
+    return [r for part in tqdm(parts, desc="bench: llm_internals") for r in part(smoke)]
 
 
 SUITES = {"fundamentals": fundamentals, "llm_internals": llm_internals}

@@ -118,8 +118,8 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        attended, weights = self.attn(self.ln_1(x), causal=True)
+    def forward(self, x: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.attn(self.ln_1(x), causal=True, need_weights=need_weights)
         x = x + self.drop(attended)
         return x + self.mlp(self.ln_2(x)), weights
 
@@ -148,7 +148,10 @@ class MiniGPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def forward(self, ids: torch.Tensor, return_attention: bool = False):
-        """ids (B, T) long -> logits (B, T, V); with ``return_attention`` also a list of (B, H, T, T), one per layer."""
+        """ids (B, T) long -> logits (B, T, V); with ``return_attention`` also a list of (B, H, T, T), one per layer.
+
+        Without ``return_attention`` attention runs in PyTorch's fused kernel (no (T, T) weights kept).
+        """
         if ids.dim() != 2 or ids.dtype != torch.long:
             raise ValueError(f"ids must be a long tensor (B, T), got {ids.dtype} {tuple(ids.shape)}")
         b, t = ids.shape
@@ -162,7 +165,7 @@ class MiniGPT(nn.Module):
         x = self.drop(x)
         maps = []
         for block in self.blocks:
-            x, weights = block(x)
+            x, weights = block(x, need_weights=return_attention)
             maps.append(weights)
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         return (logits, maps) if return_attention else logits

@@ -173,3 +173,25 @@ def test_bf16_attention_stays_close_to_fp32():
     low, weights = scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), causal=True)
     assert low.dtype == weights.dtype == torch.bfloat16
     torch.testing.assert_close(low.float(), ref, atol=5e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize("n_kv_heads", [8, 2, 1])
+@pytest.mark.parametrize("positions", ["none", "rope"])
+@pytest.mark.parametrize("causal", [True, False])
+def test_fused_path_equals_the_reference_path(n_kv_heads, positions, causal):
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(AttentionConfig(d_model=64, n_heads=8, n_kv_heads=n_kv_heads, positions=positions))
+    x = torch.randn(2, 7, 64)
+    reference, weights = mha(x, causal=causal, need_weights=True)
+    fused, none = mha(x, causal=causal, need_weights=False)
+    assert weights.shape == (2, 8, 7, 7) and none is None
+    torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_alibi_and_masks_fall_back_to_the_reference_path_without_weights():
+    torch.manual_seed(0)
+    alibi = MultiHeadAttention(AttentionConfig(d_model=32, n_heads=4, positions="alibi"))
+    x = torch.randn(1, 5, 32)
+    out, weights = alibi(x, need_weights=False)
+    torch.testing.assert_close(out, alibi(x)[0])
+    assert weights is not None  # ALiBi's bias has no fused kernel here: the reference path ran

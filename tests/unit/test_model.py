@@ -112,3 +112,14 @@ def hf_state(model: MiniGPT) -> dict[str, torch.Tensor]:
     hf = GPT2LMHeadModel(GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_layer=cfg.n_layer,
                                     n_head=cfg.n_head, n_embd=cfg.n_embd))
     return {k.removeprefix("transformer."): v for k, v in hf.state_dict().items()}
+
+
+@pytest.mark.parametrize("options", [{}, {"positions": "rope", "n_kv_head": 2, "norm": "rmsnorm", "mlp": "swiglu"}])
+def test_fused_attention_path_gives_the_same_logits(options):
+    torch.manual_seed(0)
+    model = MiniGPT(GPTConfig(**{**SMALL, **options})).eval()
+    ids = torch.randint(0, 101, (2, 12))
+    with torch.no_grad():
+        fused = model(ids)
+        reference, _ = model(ids, return_attention=True)
+    torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
