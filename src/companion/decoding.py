@@ -135,17 +135,22 @@ def generate(
     cfg: SamplingConfig = SamplingConfig(),
     generator: torch.Generator | None = None,
     eos_id: int | None = None,
+    max_context: int | None = None,
 ) -> torch.Tensor:
     """Extend prompt (B, T) by up to max_new_tokens tokens; returns (B, T + n). Rows that emitted
-    ``eos_id`` keep emitting it, so the batch stays rectangular."""
+    ``eos_id`` keep emitting it, so the batch stays rectangular. ``max_context``: the model sees
+    only the last that many tokens (a model's block size), so generation can run past it."""
     if prompt.dim() != 2 or prompt.dtype != torch.long or prompt.shape[1] < 1:
         raise ValueError(f"prompt must be a long tensor (B, T) with T >= 1, got {prompt.dtype} {tuple(prompt.shape)}")
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if max_context is not None and (isinstance(max_context, bool) or not isinstance(max_context, int) or max_context < 1):
+        raise ValueError(f"max_context must be an int >= 1 or None, got {max_context!r}")
     ids = prompt
     done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
     for _ in range(max_new_tokens):
-        logits = next_token_logits(_last_logits(model, ids, eos_id), ids, cfg)  # (B, V)
+        context = ids if max_context is None else ids[:, -max_context:]
+        logits = next_token_logits(_last_logits(model, context, eos_id), ids, cfg)  # (B, V)
         if cfg.greedy:
             token = logits.argmax(dim=-1)
         else:

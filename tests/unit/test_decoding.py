@@ -121,3 +121,20 @@ def test_model_output_and_eos_id_are_checked():
         decoding.generate(lambda ids: torch.zeros(ids.shape[0], 5), torch.zeros(1, 2, dtype=torch.long), 3)
     with pytest.raises(ValueError, match=r"eos_id must be a token id in \[0, 5\)"):
         decoding.beam_search(model, torch.tensor([0]), beam_width=2, max_new_tokens=3, eos_id=9)
+
+
+def test_max_context_lets_generation_run_past_the_block_size():
+    from companion.model import GPTConfig, MiniGPT
+
+    torch.manual_seed(0)
+    model = MiniGPT(GPTConfig(vocab_size=30, block_size=8, n_layer=1, n_head=2, n_embd=16)).eval()
+    prompt = torch.randint(0, 30, (2, 5))
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="exceeds block_size=8"):
+            decoding.generate(model, prompt, 10, decoding.SamplingConfig(greedy=True))
+        out = decoding.generate(model, prompt, 10, decoding.SamplingConfig(greedy=True), max_context=8)
+        assert out.shape == (2, 15)
+        expected_last = model(out[:, -9:-1])[:, -1].argmax(-1)  # the last token saw only the 8 before it
+    assert torch.equal(out[:, -1], expected_last)
+    with pytest.raises(ValueError, match="max_context"):
+        decoding.generate(model, prompt, 1, max_context=0)
