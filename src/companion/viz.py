@@ -12,6 +12,8 @@ explore them; ipywidgets (``companion.widgets``) do the same live.
 
 from __future__ import annotations
 
+import codecs
+import html
 import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -315,3 +317,46 @@ def benchmark_figure(records: Sequence, title: str = "Our cores against the refe
                       xaxis=dict(range=[np.log10(min(shown) / 1.5), np.log10(max(shown) * 1.5)]))
     fig.update_xaxes(type="log")
     return fig
+
+
+# Light backgrounds that stay readable under dark text; neighbouring tokens never share one.
+TOKEN_COLORS = ["#cfe3f7", "#fbd5c4", "#d3f0cf", "#eadcf5", "#fcefb4"]
+
+
+def token_html(pieces: Sequence[bytes], colors: Sequence[str] = TOKEN_COLORS) -> str:
+    """Text with its token boundaries drawn: each token on a background colour, colours cycling.
+
+    pieces: the bytes of each token, in order (``[tok.vocab[i] for i in ids]``). Byte-level BPE can
+    split one character's UTF-8 bytes across tokens; such tokens are drawn together as one box with
+    a dashed outline, its tooltip giving the token count. Newlines show as ``↵`` before the break.
+
+        >>> token_html([b"hi", b" there"]).count("<span")
+        2
+    """
+    if isinstance(pieces, (bytes, str)):
+        raise TypeError("pieces must be a sequence of bytes, one item per token, not a single bytes or str")
+    if len(colors) < 2:
+        raise ValueError(f"colors needs at least 2 entries so that neighbouring tokens differ, got {len(colors)}")
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    groups: list[tuple[str, int]] = []  # (characters, number of tokens that carry them)
+    text, n = "", 0
+    for i, piece in enumerate(pieces):
+        if not isinstance(piece, (bytes, bytearray)):
+            raise TypeError(f"pieces[{i}] must be bytes, got {type(piece).__name__}")
+        text += decoder.decode(bytes(piece))
+        n += 1
+        if not decoder.getstate()[0]:  # no character left half-decoded: the group is complete
+            groups.append((text, n))
+            text, n = "", 0
+    if n:
+        groups.append((text + decoder.decode(b"", final=True), n))
+    spans = []
+    for k, (chars, count) in enumerate(groups):
+        style = f"background:{colors[k % len(colors)]};border-radius:2px;"
+        title = "1 token" if count == 1 else f"{count} tokens share these characters"
+        if count > 1:
+            style += "outline:1px dashed #555;"
+        shown = html.escape(chars).replace("\n", "↵\n")
+        spans.append(f'<span style="{style}" title="{title}">{shown}</span>')
+    return ('<div class="token-view" style="font-family:ui-monospace,Menlo,Consolas,monospace;'
+            'white-space:pre-wrap;line-height:1.9;font-size:0.9em;">' + "".join(spans) + "</div>")

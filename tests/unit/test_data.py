@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from companion.data import digits, noisy_labels, python_docs, python_docs_paragraphs, stdlib_code
+from companion.data import (
+    digits,
+    noisy_labels,
+    parallel_passage,
+    passage_scripts,
+    python_docs,
+    python_docs_paragraphs,
+    stdlib_code,
+)
 
 
 def test_python_docs_is_real_english_prose():
@@ -62,3 +70,31 @@ def test_noisy_labels_rejects_bad_input():
         noisy_labels(y.float(), rate=0.1, n_classes=3)
     with pytest.raises(ValueError, match="n_classes must be an int >= 1"):
         noisy_labels(y, rate=0.1, n_classes=0)
+
+
+def test_parallel_passage_holds_one_passage_per_language():
+    texts = parallel_passage()
+    assert list(texts)[0] == "English" and len(texts) >= 9
+    assert set(texts) == set(passage_scripts()), "every language names its script"
+    assert len(set(passage_scripts().values())) >= 8, "the point is many writing systems"
+    for language, text in texts.items():
+        assert text == text.strip() and 80 <= len(text) <= 600, language
+        assert not any(c.isdigit() for c in text), f"{language}: numbers are spelled out, as in English"
+    assert texts["English"].count(". ") == 4 and texts["English"].endswith(".")
+    assert texts["Chinese"].count("。") == texts["Japanese"].count("。") == 5
+    assert texts["English"].isascii() and not texts["German"].isascii(), "umlauts and ß are not ASCII"
+    assert parallel_passage() == texts and parallel_passage() is not texts, "a fresh dict each call"
+
+
+def test_parallel_passage_is_written_in_each_script():
+    import unicodedata
+
+    expected = {"Russian": "CYRILLIC", "Greek": "GREEK", "Arabic": "ARABIC", "Hindi": "DEVANAGARI",
+                "Chinese": "CJK", "Korean": "HANGUL", "Thai": "THAI"}
+    texts = parallel_passage()
+    for language, script in expected.items():
+        letters = [c for c in texts[language] if c.isalpha()]
+        share = sum(unicodedata.name(c, "").startswith(script) for c in letters) / len(letters)
+        assert share > 0.95, f"{language}: only {share:.0%} of letters are {script}"
+    kana = [c for c in texts["Japanese"] if unicodedata.name(c, "").startswith(("HIRAGANA", "KATAKANA"))]
+    assert len(kana) > 20

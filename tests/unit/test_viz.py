@@ -98,3 +98,38 @@ def test_thin_runs_shrinks_a_real_pr_curve_without_moving_it():
     for level in np.unique(recall):  # the same vertical extent at every recall level
         assert p[r == level].max() == precision[recall == level].max()
         assert p[r == level].min() == precision[recall == level].min()
+
+
+def _shown_text(markup: str) -> str:
+    """The characters a reader sees in token_html's output, newline marks removed."""
+    import html as html_lib
+
+    return html_lib.unescape(re.sub(r"<[^>]+>", "", markup)).replace("↵", "")
+
+
+def test_token_html_shows_every_character_once_with_alternating_colours():
+    pieces = [b"Hello", b",", b" <world>", b"\n", b"  x"]
+    markup = viz.token_html(pieces)
+    assert _shown_text(markup) == b"".join(pieces).decode()
+    assert "&lt;world&gt;" in markup, "token text must be HTML-escaped"
+    colours = re.findall(r"background:(#[0-9a-f]{6})", markup)
+    assert len(colours) == len(pieces) and all(a != b for a, b in zip(colours, colours[1:]))
+    assert "↵\n" in markup and "dashed" not in markup
+
+
+def test_token_html_keeps_a_split_character_in_one_outlined_box():
+    word = "日本".encode()  # 6 bytes; cut the first character's 3 bytes across two tokens
+    markup = viz.token_html([word[:2], word[2:3], word[3:]])
+    spans = re.findall(r"<span[^>]*>.*?</span>", markup)
+    assert len(spans) == 2 and "dashed" in spans[0] and "2 tokens share" in spans[0]
+    assert _shown_text(markup) == "日本"
+    assert "\ufffd" in _shown_text(viz.token_html([word[:2]])), "a character cut off at the end shows as U+FFFD"
+
+
+def test_token_html_rejects_bad_input():
+    with pytest.raises(TypeError, match="sequence of bytes"):
+        viz.token_html(b"abc")
+    with pytest.raises(TypeError, match=r"pieces\[1\] must be bytes, got str"):
+        viz.token_html([b"a", "b"])
+    with pytest.raises(ValueError, match="at least 2"):
+        viz.token_html([b"a"], colors=["#fff"])
