@@ -303,6 +303,18 @@ def train_lm(
     return history
 
 
+def train_from_scratch(model_cfg, data: TokenData, cfg: LMTrainConfig, progress: bool = True,
+                       sample: Callable[[nn.Module], str] | None = None):
+    """A fresh MiniGPT (``model_cfg``: a GPTConfig) initialised from ``cfg.seed`` and trained: (model, history)."""
+    from .model import MiniGPT
+
+    if model_cfg.vocab_size != data.vocab_size:
+        raise ValueError(f"the model's vocab_size={model_cfg.vocab_size} differs from the data's {data.vocab_size}")
+    torch.manual_seed(cfg.seed)
+    model = MiniGPT(model_cfg)
+    return model, train_lm(model, data, cfg, sample=sample, progress=progress)
+
+
 # ---------------------------------------------------------------------------------------------
 # The book's model: trained once from a seed, cached, reused by later chapters
 # ---------------------------------------------------------------------------------------------
@@ -312,7 +324,8 @@ def train_lm(
 class Recipe:
     """Everything that determines the book's trained model; its hash names the cache file."""
 
-    corpus_chars: int | None  # characters of the Python docs used (None: all)
+    prose_chars: int | None  # characters of the Python docs (None: all of them)
+    code_chars: int  # characters of standard-library source added to the corpus
     vocab_size: int
     model: dict  # GPTConfig fields
     train: dict  # LMTrainConfig fields
@@ -324,16 +337,16 @@ class Recipe:
 
 
 def recipe(smoke: bool) -> Recipe:
-    """The book's model: ~2M parameters, 1,024-token BPE on the Python docs; a tiny one in SMOKE."""
+    """The book's model: ~2M parameters, a 1,024-token BPE on Python docs and stdlib code; a tiny one in SMOKE."""
     if smoke:
-        return Recipe(corpus_chars=120_000, vocab_size=512,
+        return Recipe(prose_chars=120_000, code_chars=60_000, vocab_size=512,
                       model=dict(block_size=64, n_layer=2, n_head=4, n_embd=64),
                       train=dict(steps=150, batch_size=16, block=64, peak_lr=3e-3, warmup_steps=10, eval_every=50,
                                  eval_tokens=4096))
-    return Recipe(corpus_chars=None, vocab_size=1024,
-                  model=dict(block_size=128, n_layer=4, n_head=4, n_embd=192, dropout=0.0),
-                  train=dict(steps=600, batch_size=32, block=128, peak_lr=2e-3, warmup_steps=60, eval_every=50,
-                             eval_tokens=32_768))
+    return Recipe(prose_chars=None, code_chars=1_500_000, vocab_size=1024,
+                  model=dict(block_size=128, n_layer=4, n_head=4, n_embd=192),
+                  train=dict(steps=500, batch_size=32, block=128, peak_lr=2e-3, warmup_steps=50, eval_every=50,
+                             eval_tokens=16_384))
 
 
 @dataclass
@@ -351,13 +364,17 @@ class Pretrained:
 
 
 def corpus_tokens(rcp: Recipe):
-    """Train the recipe's tokenizer on the Python docs and encode them: (tokenizer, TokenData)."""
-    from .data import python_docs
+    """Train the recipe's tokenizer on its corpus and encode it: (tokenizer, TokenData).
+
+    Prose and code are each split 90/10 and the pieces concatenated, so both splits hold the same mix.
+    """
+    from .data import python_docs, stdlib_code
     from .tokenizer import Tokenizer
 
-    text = python_docs(max_chars=rcp.corpus_chars)
-    tok = Tokenizer().train(text, rcp.vocab_size)
-    return tok, TokenData.from_ids(tok.encode_ordinary(text), tok.vocab_size)
+    sources = [python_docs(max_chars=rcp.prose_chars), stdlib_code(max_chars=rcp.code_chars)]
+    tok = Tokenizer().train("\n".join(sources), rcp.vocab_size)
+    splits = [TokenData.from_ids(tok.encode_ordinary(text), tok.vocab_size) for text in sources if text]
+    return tok, TokenData(torch.cat([s.train for s in splits]), torch.cat([s.val for s in splits]), tok.vocab_size)
 
 
 def pretrained(smoke: bool, cache: str | Path | None = None, progress: bool = True) -> Pretrained:
@@ -373,10 +390,10 @@ def pretrained(smoke: bool, cache: str | Path | None = None, progress: bool = Tr
     rcp = recipe(smoke)
     path = Path(cache or cache_dir()) / "models" / f"minigpt-{rcp.key()}.pt"
     tok, data = corpus_tokens(rcp)
-    torch.manual_seed(rcp.train.get("seed", 0))  # the initial weights
-    model = MiniGPT(GPTConfig(vocab_size=rcp.vocab_size, **rcp.model))
+    model_cfg, train_cfg = GPTConfig(vocab_size=rcp.vocab_size, **rcp.model), LMTrainConfig(**rcp.train)
     if path.is_file():
         state = torch.load(path, weights_only=False)
+        model = MiniGPT(model_cfg)
         model.load_state_dict(state["model"])
         return Pretrained(model.eval(), tok, data, LMHistory(**state["history"]), rcp, path)
 
@@ -386,9 +403,9 @@ def pretrained(smoke: bool, cache: str | Path | None = None, progress: bool = Tr
     @torch.no_grad()
     def sample(m: nn.Module) -> str:
         out = generate(m.eval(), prompt, max_new_tokens=40, cfg=style, generator=torch.Generator().manual_seed(0),
-                       max_context=rcp.model["block_size"])
+                       max_context=model_cfg.block_size)
         return tok.decode(out[0].tolist())
 
-    history = train_lm(model, data, LMTrainConfig(**rcp.train), sample=sample, progress=progress)
+    model, history = train_from_scratch(model_cfg, data, train_cfg, progress=progress, sample=sample)
     save_checkpoint(path, {"model": model.state_dict(), "history": history.as_dict(), "recipe": asdict(rcp)})
     return Pretrained(model.eval(), tok, data, history, rcp, path)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -31,6 +32,7 @@ BUILD = "_build"
 EXECUTED = f"{BUILD}/executed"
 STAGE = f"{BUILD}/stage"
 HTML = f"{BUILD}/html"
+CACHE = f"{BUILD}/cache"  # artefacts chapters share, such as the trained MiniGPT
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -124,6 +126,7 @@ def execute(root: Path, source: Path, smoke: bool) -> float:
     notebook = source.with_suffix(".ipynb")
     out = root / EXECUTED / notebook.relative_to(root)
     out.parent.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("COMPANION_CACHE", str(root / CACHE))  # the kernel inherits it
     start = time.perf_counter()
     try:
         pm.execute_notebook(

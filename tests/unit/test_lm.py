@@ -131,7 +131,7 @@ def test_weight_decay_only_on_matrices():
 
 
 def tiny_recipe(smoke: bool) -> lm.Recipe:
-    return lm.Recipe(corpus_chars=30_000, vocab_size=300, model=dict(block_size=32, n_layer=1, n_head=2, n_embd=32),
+    return lm.Recipe(prose_chars=30_000, code_chars=10_000, vocab_size=300, model=dict(block_size=32, n_layer=1, n_head=2, n_embd=32),
                      train=dict(steps=60, batch_size=16, block=32, peak_lr=1e-2, warmup_steps=5, eval_every=30,
                                 eval_tokens=2048))
 
