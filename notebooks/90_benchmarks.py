@@ -141,9 +141,9 @@ assert all(r.ratio > 0 for r in llm_records)
 # while an update costs only the chunks that contain the merged pair. Our encoder reaches
 # {glue:text}`encode_share:.0f`% of tiktoken's throughput. MiniGPT runs a forward pass at
 # {glue:text}`forward_ratio:.2f`× and a training step at {glue:text}`train_step_ratio:.2f`× the speed
-# of Hugging Face's GPT-2. Our attention always materializes the (T × T) weight matrix, which the
-# chapters need for their heatmaps, while `GPT2LMHeadModel` calls PyTorch's fused attention kernel;
-# the longer the sequence, the more that costs us.
+# of Hugging Face's GPT-2. Both call PyTorch's fused attention kernel; MiniGPT falls back to the
+# reference attention, which materializes the (T × T) weights, only when a chapter asks for the
+# attention maps.
 
 # %% [markdown]
 # ## The machine

@@ -233,3 +233,24 @@ def load_hf_gpt2(model: MiniGPT, state_dict: dict[str, torch.Tensor]) -> None:
             block.mlp.fc.bias.copy_(sd[p + "mlp.c_fc.bias"])
             block.mlp.proj.weight.copy_(sd[p + "mlp.c_proj.weight"].t())
             block.mlp.proj.bias.copy_(sd[p + "mlp.c_proj.bias"])
+
+
+def pretrained_gpt2(allow_download: bool = False) -> MiniGPT:
+    """The real 124M GPT-2 (Radford et al., 2019) in a MiniGPT, from the Hugging Face hub or its local cache.
+
+    Optional: nothing in the book needs it. Offline and without a cached copy it raises a clear
+    error instead of hanging on the network; pass ``allow_download=True`` to fetch the weights.
+    """
+    from transformers import GPT2LMHeadModel
+
+    try:
+        hf = GPT2LMHeadModel.from_pretrained("gpt2", local_files_only=not allow_download)
+    except OSError as err:
+        raise RuntimeError("GPT-2 124M weights are not in the local Hugging Face cache; call "
+                           "pretrained_gpt2(allow_download=True) with network access to fetch them "
+                           f"(about 500 MB). Original error: {err}") from None
+    c = hf.config
+    model = MiniGPT(GPTConfig(vocab_size=c.vocab_size, block_size=c.n_positions, n_layer=c.n_layer,
+                              n_head=c.n_head, n_embd=c.n_embd, norm_eps=c.layer_norm_epsilon))
+    load_hf_gpt2(model, hf.state_dict())
+    return model.eval()

@@ -123,3 +123,12 @@ def test_fused_attention_path_gives_the_same_logits(options):
         fused = model(ids)
         reference, _ = model(ids, return_attention=True)
     torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_real_gpt2_is_optional_and_fails_clearly_offline(monkeypatch, tmp_path):
+    from companion.model import pretrained_gpt2
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache: nothing to load without the network
+    with pytest.raises(RuntimeError, match="allow_download=True"):
+        pretrained_gpt2()
