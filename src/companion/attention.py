@@ -341,7 +341,57 @@ def load_torch_mha(ours: MultiHeadAttention, theirs: nn.MultiheadAttention) -> N
         ours.out_proj.bias.copy_(theirs.out_proj.bias)
 
 
+# ---------------------------------------------------------------------------------------------
+# Reading a trained model's attention maps
+# ---------------------------------------------------------------------------------------------
+
+
+def attention_entropy(weights: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of each query's attention row, averaged over queries: (..., T_q, T_k) -> (...).
+
+    0 when every query puts all its weight on one key; log n when a query spreads evenly over n keys.
+
+        >>> attention_entropy(torch.tensor([[1.0, 0.0], [0.5, 0.5]]))   # (0 + log 2) / 2
+        tensor(0.3466)
+    """
+    if weights.dim() < 2:
+        raise ValueError(f"weights must have shape (..., T_q, T_k), got {tuple(weights.shape)}")
+    plogp = torch.where(weights > 0, weights * weights.clamp_min(1e-30).log(), torch.zeros_like(weights))
+    return -plogp.sum(-1).mean(-1)
+
+
+def offset_score(weights: torch.Tensor, offset: int = 1) -> torch.Tensor:
+    """Mean weight a query puts on the key ``offset`` positions before it: (..., T_q, T_k) -> (...).
+
+    ``offset=1`` is the previous-token score, ``offset=0`` the weight on the query's own position.
+    Queries are the last T_q of the T_k keys (as in ``attention_mask``); the first ``offset``
+    positions have no such key and are left out of the mean.
+
+        >>> offset_score(torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.5, 0.5]]))  # (1 + 0.5) / 2
+        tensor(0.7500)
+    """
+    if weights.dim() < 2:
+        raise ValueError(f"weights must have shape (..., T_q, T_k), got {tuple(weights.shape)}")
+    t_q, t_k = weights.shape[-2:]
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < t_k:
+        raise ValueError(f"offset must be an int in [0, T_k={t_k}), got {offset!r}")
+    picked = weights.diagonal(offset=t_k - t_q - offset, dim1=-2, dim2=-1)  # key = query position − offset
+    if picked.shape[-1] == 0:
+        raise ValueError(f"no query among the last {t_q} of {t_k} positions has a key {offset} positions back")
+    return picked.mean(-1)
+
+
+def uniform_causal_weights(t: int) -> torch.Tensor:
+    """(T, T) weights of a head that spreads each query evenly over the keys the causal mask allows.
+
+    The baseline for ``attention_entropy`` and ``offset_score``: what a head that has learned nothing scores.
+    """
+    keep = attention_mask(t, t, causal=True).float()
+    return keep / keep.sum(-1, keepdim=True)
+
+
 __all__ = [
-    "AttentionConfig", "MultiHeadAttention", "alibi_bias", "alibi_slopes", "apply_rope", "attention_mask",
-    "load_torch_mha", "rope_cache", "scaled_dot_product_attention",
+    "AttentionConfig", "MultiHeadAttention", "alibi_bias", "alibi_slopes", "apply_rope", "attention_entropy",
+    "attention_mask", "load_torch_mha", "offset_score", "rope_cache", "scaled_dot_product_attention",
+    "uniform_causal_weights",
 ]

@@ -250,24 +250,79 @@ def surface_figure(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, title: 
     return fig
 
 
-def attention_heatmap(weights: np.ndarray, tokens: Sequence[str] | None = None, title: str = "") -> go.Figure:
-    """Attention weights (T_q, T_k), or (H, T_q, T_k) with a slider over heads."""
-    w = np.asarray(weights, dtype=float)
-    if w.ndim == 2:
-        w = w[None]
-    if w.ndim != 3:
-        raise ValueError(f"weights must have shape (T_q, T_k) or (H, T_q, T_k), got {w.shape}")
-    labels = list(tokens) if tokens is not None else [str(i) for i in range(w.shape[-1])]
-    if len(labels) != w.shape[-1]:
-        raise ValueError(f"{len(labels)} tokens given but weights have {w.shape[-1]} keys")
-    q_labels = labels[-w.shape[1]:]
+def attention_heatmap(
+    weights: np.ndarray, tokens: Sequence[str] | None = None, title: str = "", active: int = 0
+) -> go.Figure:
+    """Attention weights as a heatmap, queries down and keys across.
 
-    def heads(h):
-        return [go.Heatmap(z=w[h], x=labels, y=q_labels, colorscale="Blues", zmin=0, zmax=1,
+    weights: (T_q, T_k); (H, T_q, T_k) with a slider over heads; or (L, H, T_q, T_k), one model's
+    maps, with a slider over every (layer, head) pair. ``tokens`` label the T_k keys (queries are
+    the last T_q); a repeated token gets zero-width spaces appended so that it keeps its own row and
+    column. All maps are in the figure, so the slider works in the static book.
+    """
+    w = np.asarray(weights, dtype=float)
+    if w.ndim not in (2, 3, 4):
+        raise ValueError(f"weights must have shape (T_q, T_k), (H, T_q, T_k) or (L, H, T_q, T_k), got {w.shape}")
+    t_q, t_k = w.shape[-2:]
+    labels = list(tokens) if tokens is not None else [str(i) for i in range(t_k)]
+    if len(labels) != t_k:
+        raise ValueError(f"{len(labels)} tokens given but weights have {t_k} keys")
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):  # plotly merges equal category names: keep each position apart
+        seen[label] = seen.get(label, -1) + 1
+        labels[i] = label + "\u200b" * seen[label]
+    if w.ndim == 4:
+        maps = {f"L{layer} H{head}": w[layer, head] for layer in range(w.shape[0]) for head in range(w.shape[1])}
+        label = "layer, head"
+    else:
+        maps = dict(enumerate(w if w.ndim == 3 else w[None]))
+        label = "head"
+
+    def heatmap(key):
+        return [go.Heatmap(z=np.round(maps[key], 3), x=labels, y=labels[t_k - t_q:], colorscale="Blues", zmin=0, zmax=1,
                            hovertemplate="query %{y} → key %{x}: %{z:.3f}<extra></extra>")]
 
-    layout = dict(title=title, yaxis=dict(autorange="reversed"), xaxis_title="key", yaxis_title="query")
-    return slider_figure(heads, list(range(w.shape[0])), "head", layout=layout)
+    layout = dict(title=title, xaxis=dict(title="key", tickangle=-60, type="category", tickfont=dict(size=10)),
+                  yaxis=dict(title="query", autorange="reversed", type="category", tickfont=dict(size=10)),
+                  height=max(500, 280 + 16 * t_q))
+    fig = slider_figure(heatmap, list(maps), label, active=active, layout=layout)
+    fig.layout.sliders[0].pad.t = 110  # below the slanted key labels
+    return fig
+
+
+def visible_whitespace(piece: str) -> str:
+    """A token's text with its whitespace drawn, for axis labels: ``" if\\n"`` -> ``"␣if↵"``."""
+    return piece.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
+
+
+def layer_head_figure(
+    scores: Mapping[str, np.ndarray], title: str = "", reference: Mapping[str, float] | None = None
+) -> go.Figure:
+    """One heatmap per named (L, H) score array, side by side, each cell printed: layers down, heads across.
+
+    ``reference`` (optional) gives each panel a baseline value shown in its subtitle, such as the
+    score of a head that spreads its weight evenly.
+    """
+    from plotly.subplots import make_subplots
+
+    if not scores:
+        raise ValueError("scores is empty: give at least one name -> (layers, heads) array")
+    arrays = {name: np.asarray(a, dtype=float) for name, a in scores.items()}
+    shapes = {a.shape for a in arrays.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"every score must be one (layers, heads) array of the same shape, got {sorted(shapes)}")
+    reference = reference or {}
+    titles = [f"{name} (uniform: {reference[name]:.3g})" if name in reference else name for name in arrays]
+    fig = make_subplots(rows=1, cols=len(arrays), subplot_titles=titles, horizontal_spacing=0.08)
+    n_layers, n_heads = next(iter(shapes))
+    for col, a in enumerate(arrays.values(), start=1):
+        fig.add_trace(go.Heatmap(z=a, x=list(range(n_heads)), y=list(range(n_layers)), text=a, texttemplate="%{text:.2f}",
+                                 colorscale="Blues", showscale=False,
+                                 hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title_text="head", dtick=1, row=1, col=col)
+        fig.update_yaxes(title_text="layer" if col == 1 else None, dtick=1, autorange="reversed", row=1, col=col)
+    fig.update_layout(title=title, height=140 + 60 * n_layers)
+    return fig
 
 
 def recall_qps_figure(records: Sequence[Mapping], title: str = "Recall@10 vs queries per second") -> go.Figure:

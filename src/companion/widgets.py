@@ -8,6 +8,7 @@ to it. In the static book the same exploration is offered by plotly sliders (``v
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import ipywidgets as W
 import plotly.graph_objects as go
@@ -56,4 +57,34 @@ def optimizer_paths_widget(function: str = "rosenbrock", lr: float = 1e-3, steps
         function=W.Dropdown(options=sorted(optim.TEST_FUNCTIONS), value=function, description="function"),
         lr=W.FloatLogSlider(value=lr, base=10, min=-4, max=0, step=0.25, description="lr"),
         steps=W.IntSlider(value=steps, min=10, max=2000, step=10, description="steps"),
+    )
+
+
+def attention_figure(model, tokenizer, text: str, layer: int, head: int) -> go.Figure:
+    """One head's attention over ``text`` in a trained MiniGPT, tokens on both axes.
+
+    ``model``: a ``companion.model.MiniGPT``; ``tokenizer``: its ``companion.tokenizer.Tokenizer``.
+    The text is cut to the model's block size.
+    """
+    import torch
+
+    n_layers, n_heads = model.cfg.n_layer, model.cfg.n_head
+    if not (0 <= layer < n_layers and 0 <= head < n_heads):
+        raise ValueError(f"the model has layers 0..{n_layers - 1} and heads 0..{n_heads - 1}; got layer {layer}, head {head}")
+    ids = tokenizer.encode_ordinary(text)[: model.cfg.block_size]
+    if not ids:
+        raise ValueError("text is empty: type a sentence to see where the model looks")
+    with torch.no_grad():
+        _, maps = model(torch.tensor([ids]), return_attention=True)
+    labels = [viz.visible_whitespace(tokenizer.decode([i])) for i in ids]
+    return viz.attention_heatmap(maps[layer][0, head].numpy(), labels, title=f"layer {layer}, head {head}")
+
+
+def attention_widget(model, tokenizer, text: str, layer: int = 0, head: int = 0) -> W.VBox:
+    """Type a sentence, pick a layer and a head; the heatmap follows (see ``attention_figure``)."""
+    return live(
+        partial(attention_figure, model, tokenizer),
+        text=W.Text(value=text, description="text", continuous_update=False, layout=W.Layout(width="60%")),
+        layer=W.IntSlider(value=layer, min=0, max=model.cfg.n_layer - 1, description="layer"),
+        head=W.IntSlider(value=head, min=0, max=model.cfg.n_head - 1, description="head"),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,10 +16,13 @@ from companion.attention import (
     alibi_bias,
     alibi_slopes,
     apply_rope,
+    attention_entropy,
     attention_mask,
     load_torch_mha,
+    offset_score,
     rope_cache,
     scaled_dot_product_attention,
+    uniform_causal_weights,
 )
 
 
@@ -195,3 +200,38 @@ def test_alibi_and_masks_fall_back_to_the_reference_path_without_weights():
     out, weights = alibi(x, need_weights=False)
     torch.testing.assert_close(out, alibi(x)[0])
     assert weights is not None  # ALiBi's bias has no fused kernel here: the reference path ran
+
+
+def test_attention_entropy_spans_zero_to_log_n():
+    one_hot = torch.eye(5)
+    spread = torch.full((5, 5), 0.2)
+    assert attention_entropy(one_hot).item() == 0.0
+    assert attention_entropy(spread).item() == pytest.approx(math.log(5))
+    both = attention_entropy(torch.stack([one_hot, spread]))  # leading dims are kept
+    assert both.shape == (2,) and both[1] > both[0]
+    with pytest.raises(ValueError, match=r"\(\.\.\., T_q, T_k\)"):
+        attention_entropy(torch.ones(3))
+
+
+def test_offset_score_reads_the_diagonal_below():
+    t = 6
+    previous = torch.zeros(t, t)
+    previous[0, 0] = 1.0
+    previous[torch.arange(1, t), torch.arange(t - 1)] = 1.0  # every query looks one token back
+    assert offset_score(previous, 1).item() == 1.0
+    assert offset_score(previous, 0).item() == pytest.approx(1 / t)  # only the first query looks at itself
+    assert offset_score(torch.eye(t), 0).item() == 1.0
+    # queries as the last 2 of 6 keys (decoding with a cache): query 0 sits at position 4
+    last_two = torch.zeros(2, t)
+    last_two[0, 3] = last_two[1, 4] = 1.0
+    assert offset_score(last_two, 1).item() == 1.0
+    with pytest.raises(ValueError, match="offset must be an int in"):
+        offset_score(previous, t)
+
+
+def test_uniform_causal_weights_are_the_untrained_baseline():
+    w = uniform_causal_weights(4)
+    assert torch.equal(w > 0, attention_mask(4, 4, causal=True))
+    torch.testing.assert_close(w.sum(-1), torch.ones(4))
+    assert offset_score(w, 1).item() == pytest.approx((1 / 2 + 1 / 3 + 1 / 4) / 3)
+    assert attention_entropy(w).item() == pytest.approx(sum(math.log(n) for n in range(1, 5)) / 4)

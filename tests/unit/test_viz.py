@@ -133,3 +133,34 @@ def test_token_html_rejects_bad_input():
         viz.token_html([b"a", "b"])
     with pytest.raises(ValueError, match="at least 2"):
         viz.token_html([b"a"], colors=["#fff"])
+
+
+def test_attention_heatmap_over_layers_and_heads_keeps_repeated_tokens_apart():
+    w = np.random.default_rng(0).dirichlet(np.ones(5), size=(2, 3, 5))  # (L=2, H=3, T=5, T=5)
+    tokens = ["a", "␣b", "a", "␣b", "a"]
+    fig = viz.attention_heatmap(w, tokens, active=4)
+    steps = fig.layout.sliders[0].steps
+    assert len(fig.data) == 6 and [s.label for s in steps][:4] == ["L0 H0", "L0 H1", "L0 H2", "L1 H0"]
+    assert [t.visible for t in fig.data] == [i == 4 for i in range(6)]
+    np.testing.assert_allclose(np.asarray(fig.data[4].z), w[1, 1], atol=1e-3)
+    x = list(fig.data[0].x)
+    assert len(set(x)) == 5 and [label.rstrip("\u200b") for label in x] == tokens, "one column per position"
+    last_two = viz.attention_heatmap(w[0, 0, 3:], tokens)  # queries are the last 2 positions
+    assert list(last_two.data[0].y) == x[3:]
+    with pytest.raises(ValueError, match=r"\(L, H, T_q, T_k\)"):
+        viz.attention_heatmap(np.ones((1, 1, 1, 2, 2)))
+
+
+def test_visible_whitespace():
+    assert viz.visible_whitespace(" if\n\t") == "␣if↵⇥"
+
+
+def test_layer_head_figure_draws_one_annotated_panel_per_score():
+    scores = {"entropy": np.arange(6.0).reshape(2, 3), "previous token": np.ones((2, 3))}
+    fig = viz.layer_head_figure(scores, reference={"entropy": 1.5})
+    assert len(fig.data) == 2 and fig.data[0].texttemplate == "%{text:.2f}"
+    assert fig.layout.annotations[0].text == "entropy (uniform: 1.5)"
+    with pytest.raises(ValueError, match="same shape"):
+        viz.layer_head_figure({"a": np.ones((2, 3)), "b": np.ones((3, 2))})
+    with pytest.raises(ValueError, match="scores is empty"):
+        viz.layer_head_figure({})
