@@ -299,18 +299,24 @@ glue("gelu_loss", gelu_loss)
 glue("swiglu_loss", swiglu_loss)
 glue("swiglu_ppl_gain", 100 * (1 - math.exp(swiglu_loss - gelu_loss)))
 glue("mlp_seeds", len(mlp_seeds))
-glue("mlp_spread", max(max(v) - min(v) for v in mlp_loss.values()))
-print({k: [round(x, 4) for x in v] for k, v in mlp_loss.items()})
-assert all(math.isfinite(x) for v in mlp_loss.values() for x in v)
-assert abs(swiglu_loss - gelu_loss) < 0.5, "parameter-matched MLPs should land close to each other"
+spread = max(max(v) - min(v) for v in mlp_loss.values())
+if abs(swiglu_loss - gelu_loss) <= max(2 * spread, 0.02):
+    verdict = "a difference within seed noise: this run neither confirms nor refutes the claim"
+elif swiglu_loss < gelu_loss:
+    verdict = "SwiGLU ahead by more than the seed spread, in the direction the claim predicts"
+else:
+    verdict = ("SwiGLU behind by more than the seed spread: on a budget this short the claim does not "
+               "hold, and a small run cannot speak for the long, large runs it was measured on")
+glue("swiglu_verdict", verdict)
+print({k: [round(x, 4) for x in v] for k, v in mlp_loss.items()}, verdict)
+assert all(x < lm.unigram_loss(data) for v in mlp_loss.values() for x in v), "both variants learn"
 
 # %% [markdown]
 # Averaged over {glue:text}`mlp_seeds` seed(s), validation loss is {glue:text}`gelu_loss:.3f` with
-# GELU and {glue:text}`swiglu_loss:.3f` with SwiGLU: a perplexity change of
-# {glue:text}`swiglu_ppl_gain:.1f`% (positive means SwiGLU is better), against a spread between
-# seeds of up to {glue:text}`mlp_spread:.3f` nats. Shazeer's gains were measured on models a
-# thousand times larger, trained for far longer; at this scale and budget the difference is of the
-# size of seed noise, which is the honest reading of any single small ablation.
+# GELU and {glue:text}`swiglu_loss:.3f` with SwiGLU, a perplexity change of
+# {glue:text}`swiglu_ppl_gain:.1f`% (positive means SwiGLU is better): {glue:text}`swiglu_verdict`.
+# Shazeer's gains were measured on models a thousand times larger, trained far longer; a single
+# small ablation is evidence about small, short runs only.
 #
 # ## 4. Checks before a long run
 #
