@@ -63,6 +63,7 @@ def run_chromium(args: list[str], user_dir: Path) -> str:
 SIGNATURE_VISUALS = {
     "notebooks/01_ml_fundamentals": dict(figures=5, contours=2, scenes=1),
     "notebooks/50_tokenization": dict(figures=3),
+    "notebooks/51_attention": dict(figures=5),
     "notebooks/52_small_llm": dict(figures=4),
 }
 
