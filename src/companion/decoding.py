@@ -228,3 +228,97 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     _check_logits(logits)
     logp = torch.log_softmax(logits, dim=-1)
     return -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring decoded text: diversity, repetition, and how likely a model finds it
+# ---------------------------------------------------------------------------------------------
+
+
+def distinct_n(samples: list[list[int]] | torch.Tensor, n: int) -> float:
+    """Distinct-n (Li et al., 2016): unique n-grams over all n-grams, pooled across ``samples``.
+
+    1.0 means no n-gram occurs twice anywhere in the set; near 0, the samples repeat one another
+    (or themselves). Pool the continuations of one prompt to measure how different they are.
+
+        >>> distinct_n([[1, 2, 3], [1, 2, 4]], 2)   # (1,2) (2,3) (1,2) (2,4): 3 unique of 4
+        0.75
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    rows = samples.tolist() if isinstance(samples, torch.Tensor) else [list(s) for s in samples]
+    grams = [tuple(row[i:i + n]) for row in rows for i in range(len(row) - n + 1)]
+    if not grams:
+        raise ValueError(f"no sample is at least n={n} tokens long, so there are no n-grams to count")
+    return len(set(grams)) / len(grams)
+
+
+def repeated_ngram_share(ids: list[int] | torch.Tensor, n: int) -> float:
+    """Share of a sequence's n-grams that already occurred earlier in the same sequence.
+
+    The signature of a decoding loop: a model stuck repeating a phrase scores near 1, fresh text near 0.
+
+        >>> repeated_ngram_share([1, 2, 1, 2, 1, 2], 2)   # (1,2) (2,1) then 3 repeats of those
+        0.6
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    row = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+    if isinstance(row[0] if row else 0, list):
+        raise ValueError("ids must be one sequence of token ids; call this per row for a batch")
+    grams = [tuple(row[i:i + n]) for i in range(len(row) - n + 1)]
+    if not grams:
+        raise ValueError(f"the sequence has {len(row)} tokens, fewer than n={n}")
+    seen: set[tuple] = set()
+    repeats = 0
+    for g in grams:
+        repeats += g in seen
+        seen.add(g)
+    return repeats / len(grams)
+
+
+@torch.no_grad()
+def continuation_nll(model: ModelFn, ids: torch.Tensor, start: int) -> torch.Tensor:
+    """Mean negative log-likelihood (nats/token) the model gives ids[:, start:], each token given all before it.
+
+    ids: (B, T) long, the prompt and its continuation; start: where the continuation begins (>= 1).
+    Returns (B,). One forward pass, so T must fit in the model's context.
+    """
+    if ids.dim() != 2 or ids.dtype != torch.long:
+        raise ValueError(f"ids must be a long tensor (B, T), got {ids.dtype} {tuple(ids.shape)}")
+    if not 1 <= start < ids.shape[1]:
+        raise ValueError(f"start must be in [1, T={ids.shape[1]}) so that there is a prompt and a continuation, "
+                         f"got {start}")
+    logp = torch.log_softmax(model(ids[:, :-1]).float(), dim=-1)  # (B, T-1, V): position t predicts ids[:, t+1]
+    picked = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)  # (B, T-1)
+    return -picked[:, start - 1:].mean(dim=1)
+
+
+def bigram_table(stream: torch.Tensor, vocab_size: int, mix: float = 0.9) -> torch.Tensor:
+    """Log-probabilities (V, V) of an interpolated bigram model fit on a token stream (N,).
+
+    log p(b | a) with p(b | a) = mix · count(a, b) / count(a) + (1 − mix) · p(b), where p(b) is the
+    add-one-smoothed unigram, so every pair has a finite score. A model of a different family from
+    a transformer, useful as an outside judge of decoded text (it only sees pairs of tokens).
+    """
+    if stream.dim() != 1 or stream.dtype != torch.long or len(stream) < 2:
+        raise ValueError(f"stream must be a 1-D long tensor of at least 2 token ids, "
+                         f"got {stream.dtype} {tuple(stream.shape)}")
+    if not 0 <= mix < 1:
+        raise ValueError(f"mix must be in [0, 1), got {mix}")
+    if int(stream.max()) >= vocab_size or int(stream.min()) < 0:
+        raise ValueError(f"stream ids must lie in [0, vocab_size={vocab_size})")
+    unigram = torch.bincount(stream, minlength=vocab_size).double() + 1
+    unigram /= unigram.sum()
+    pairs = torch.bincount(stream[:-1] * vocab_size + stream[1:], minlength=vocab_size**2).double()
+    pairs = pairs.view(vocab_size, vocab_size)  # pairs[a, b]: how often b follows a
+    rows = pairs.sum(1, keepdim=True)
+    conditional = torch.where(rows > 0, pairs / rows.clamp(min=1), unigram)  # an unseen left token backs off fully
+    return (mix * conditional + (1 - mix) * unigram).log().float()
+
+
+def bigram_nll(table: torch.Tensor, ids: torch.Tensor, start: int) -> torch.Tensor:
+    """Mean −log p(ids[:, t] | ids[:, t−1]) over t >= start under ``bigram_table``'s table: (B, T) -> (B,)."""
+    if ids.dim() != 2 or not 1 <= start < ids.shape[1]:
+        raise ValueError(f"ids must be (B, T) and start in [1, T), got shape {tuple(ids.shape)} and start={start}")
+    return -table[ids[:, start - 1:-1], ids[:, start:]].mean(dim=1)

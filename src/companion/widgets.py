@@ -12,8 +12,9 @@ from functools import partial
 
 import ipywidgets as W
 import plotly.graph_objects as go
+import torch
 
-from . import optim, viz
+from . import decoding, optim, viz
 
 
 def live(callback: Callable[..., go.Figure], **controls: W.ValueWidget) -> W.VBox:
@@ -88,3 +89,170 @@ def attention_widget(model, tokenizer, text: str, layer: int = 0, head: int = 0)
         layer=W.IntSlider(value=layer, min=0, max=model.cfg.n_layer - 1, description="layer"),
         head=W.IntSlider(value=head, min=0, max=model.cfg.n_head - 1, description="head"),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding: the next-token explorer (a plain callback, its live widget, and its static twin)
+# ---------------------------------------------------------------------------------------------
+
+KEPT_COLOR, FILTERED_COLOR = viz.PALETTE[0], "#c7c7c7"
+
+
+def next_token_state(logits: torch.Tensor, temperature: float, top_k: int | None = None, top_p: float | None = None,
+                     min_p: float | None = None) -> dict:
+    """What sampling would draw from, for one row of next-token logits (V,).
+
+    Returns ``probs`` (V,): softmax(logits / T) before any filter; ``kept`` (V,) bool: the tokens the
+    filters leave; ``sampled`` (V,): the renormalized distribution actually sampled; ``n_kept``;
+    ``entropy`` (nats) of ``sampled`` and ``entropy_before`` of ``probs``. top_k/top_p/min_p of None,
+    0 (for k and min-p) or 1.0 (for p) switch that filter off.
+    """
+    if logits.dim() != 1:
+        raise ValueError(f"logits must be one row (V,), got shape {tuple(logits.shape)}")
+    cfg = decoding.SamplingConfig(temperature=temperature, top_k=top_k or None,
+                                  top_p=None if top_p in (None, 1.0) else top_p, min_p=min_p or None)
+    row = logits.detach().double()[None]
+    processed = decoding.next_token_logits(row, row.new_zeros(1, 0, dtype=torch.long), cfg)  # (1, V)
+    kept = torch.isfinite(processed[0])
+    return {
+        "probs": torch.softmax(row[0] / temperature, dim=-1),
+        "kept": kept,
+        "sampled": torch.softmax(processed[0], dim=-1),
+        "n_kept": int(kept.sum()),
+        "entropy": float(decoding.entropy(processed)[0]),
+        "entropy_before": float(decoding.entropy(row / temperature)[0]),
+    }
+
+
+def _settings_text(temperature: float, top_k: int | None, top_p: float | None, min_p: float | None = None) -> str:
+    parts = [f"T = {temperature:g}", f"top-k = {top_k if top_k else 'off'}",
+             f"top-p = {'off' if top_p in (None, 1.0) else f'{top_p:g}'}"]
+    if min_p:
+        parts.append(f"min-p = {min_p:g}")
+    return " · ".join(parts)
+
+
+def _bars(state: dict, shown: torch.Tensor) -> tuple[list, list]:
+    """Heights of the kept and the filtered bars for the ``shown`` token ids (None where the other colour shows)."""
+    probs, kept = state["probs"][shown].tolist(), state["kept"][shown].tolist()
+    return ([p if k else None for p, k in zip(probs, kept)], [None if k else p for p, k in zip(probs, kept)])
+
+
+def _title(state: dict, settings: str, vocab: int) -> str:
+    return (f"{settings}<br><sup>keeps {state['n_kept']:,} of {vocab:,} tokens · entropy {state['entropy']:.2f} nats "
+            f"(before the filters {state['entropy_before']:.2f})</sup>")
+
+
+def next_token_figure(logits: torch.Tensor, labels: list[str], temperature: float = 1.0, top_k: int | None = None,
+                      top_p: float | None = None, min_p: float | None = None, n_show: int = 30) -> go.Figure:
+    """Bars of the ``n_show`` most likely next tokens after temperature, coloured kept or filtered.
+
+    logits: (V,) for one position; labels: the V token strings. The title gives the kept-set size
+    and the entropy of the distribution sampling draws from. The callback of ``next_token_widget``.
+    """
+    if len(labels) != logits.shape[-1]:
+        raise ValueError(f"{len(labels)} labels for {logits.shape[-1]} logits; give one label per token")
+    state = next_token_state(logits, temperature, top_k, top_p, min_p)
+    shown = torch.argsort(logits, descending=True)[:n_show]  # temperature never reorders tokens
+    kept_y, filtered_y = _bars(state, shown)
+    x = _unique([labels[i] for i in shown.tolist()])
+    fig = go.Figure([go.Bar(x=x, y=kept_y, name="kept", marker_color=KEPT_COLOR),
+                     go.Bar(x=x, y=filtered_y, name="filtered out", marker_color=FILTERED_COLOR)])
+    fig.update_layout(title=_title(state, _settings_text(temperature, top_k, top_p, min_p), len(labels)),
+                      barmode="overlay", xaxis_title="next token (most likely first)",
+                      yaxis_title="probability after temperature", xaxis=dict(type="category", tickangle=-60),
+                      legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    return fig
+
+
+def next_token_widget(logits: torch.Tensor, labels: list[str], temperature: float = 1.0, top_k: int = 0,
+                      top_p: float = 1.0, min_p: float = 0.0) -> W.VBox:
+    """Sliders for temperature, top-k, top-p and min-p over one position's real next-token logits (0 / 1.0: off)."""
+    return live(
+        lambda temperature, top_k, top_p, min_p: next_token_figure(logits, labels, temperature, top_k, top_p, min_p),
+        temperature=W.FloatSlider(value=temperature, min=0.1, max=3.0, step=0.05, description="temperature"),
+        top_k=W.IntSlider(value=top_k, min=0, max=200, step=1, description="top-k (0 off)"),
+        top_p=W.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.01, description="top-p (1 off)"),
+        min_p=W.FloatSlider(value=min_p, min=0.0, max=0.5, step=0.01, description="min-p (0 off)"),
+    )
+
+
+def next_token_explorer(logits: torch.Tensor, labels: list[str], temperatures: list[float],
+                        top_ks: list[int | None], top_ps: list[float], active: tuple[int, int, int] = (0, 0, 0),
+                        n_show: int = 30) -> go.Figure:
+    """The static twin of ``next_token_widget``: three plotly sliders over a precomputed grid of (T, k, p).
+
+    Plotly sliders cannot read one another, so the grid is nested: one temperature slider, one
+    top-k slider per temperature, one top-p slider per (temperature, k). Moving a slider shows
+    the right slider below it and resets that one to its default (``active``). Every state is
+    precomputed, so the figure stays interactive in a static page. top_ks: None means off; a top-p
+    of 1.0 means off.
+    """
+    nt, nk, npp = len(temperatures), len(top_ks), len(top_ps)
+    if min(nt, nk, npp) < 1:
+        raise ValueError("temperatures, top_ks and top_ps must each hold at least one value")
+    if not all(0 <= a < n for a, n in zip(active, (nt, nk, npp))):
+        raise ValueError(f"active={active} must index (temperatures, top_ks, top_ps) of sizes {(nt, nk, npp)}")
+    if len(labels) != logits.shape[-1]:
+        raise ValueError(f"{len(labels)} labels for {logits.shape[-1]} logits; give one label per token")
+    shown = torch.argsort(logits, descending=True)[:n_show]
+    x = _unique([labels[i] for i in shown.tolist()])
+    frames = {}  # (i, j, l) -> (trace update, title)
+    for i, t in enumerate(temperatures):
+        for j, k in enumerate(top_ks):
+            for l, p in enumerate(top_ps):
+                state = next_token_state(logits, t, k, p)
+                kept_y, filtered_y = _bars(state, shown)
+                frames[i, j, l] = ({"y": [kept_y, filtered_y]}, _title(state, _settings_text(t, k, p), len(labels)))
+    k_slider = {i: 1 + i for i in range(nt)}  # slider index of temperature i's top-k slider
+    p_slider = {(i, j): 1 + nt + i * nk + j for i in range(nt) for j in range(nk)}
+    n_sliders = 1 + nt + nt * nk
+    _, dk, dp = active
+
+    def step(label, frame, layout_extra):
+        trace_update, title = frames[frame]
+        return dict(method="update", label=label, args=[trace_update, {"title.text": title, **layout_extra}])
+
+    def showing(i, j):  # layout changes that show the sliders of (i, j), at their defaults
+        changes = {f"sliders[{s}].visible": s in (0, k_slider[i], p_slider[i, j]) for s in range(1, n_sliders)}
+        changes[f"sliders[{k_slider[i]}].active"] = j
+        changes[f"sliders[{p_slider[i, j]}].active"] = dp
+        return changes
+
+    common = dict(len=0.9, x=0.05, pad=dict(t=10, b=0), font=dict(size=11))
+    sliders = [dict(active=active[0], currentvalue=dict(prefix="temperature = "), y=-0.28, **common,
+                    steps=[step(_fmt_value(t), (i, dk, dp), showing(i, dk)) for i, t in enumerate(temperatures)])]
+    for i in range(nt):
+        sliders.append(dict(active=dk, currentvalue=dict(prefix="top-k = "), y=-0.52, visible=i == active[0], **common,
+                            steps=[step(_fmt_value(k, "off"), (i, j, dp), showing(i, j)) for j, k in enumerate(top_ks)]))
+    for i in range(nt):
+        for j in range(nk):
+            visible = (i, j) == active[:2]
+            sliders.append(dict(active=dp, currentvalue=dict(prefix="top-p = "), y=-0.76,
+                                visible=visible, **common,
+                                steps=[step(_fmt_value(p, "off", off_at=1.0), (i, j, l), {})
+                                       for l, p in enumerate(top_ps)]))
+    trace_update, title = frames[active]
+    fig = go.Figure([go.Bar(x=x, y=trace_update["y"][0], name="kept", marker_color=KEPT_COLOR),
+                     go.Bar(x=x, y=trace_update["y"][1], name="filtered out", marker_color=FILTERED_COLOR)])
+    fig.update_layout(title=title, barmode="overlay", height=720, margin=dict(b=330),
+                      xaxis_title="next token (most likely first)", yaxis_title="probability after temperature",
+                      xaxis=dict(type="category", tickangle=-60), sliders=sliders,
+                      legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    return fig
+
+
+def _fmt_value(v, off: str = "off", off_at=None) -> str:
+    if v is None or (off_at is not None and v == off_at):
+        return off
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Category labels made distinct (a category axis would stack equal labels into one bar): a, a -> a, a (2)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out

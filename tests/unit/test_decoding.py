@@ -138,3 +138,57 @@ def test_max_context_lets_generation_run_past_the_block_size():
     assert torch.equal(out[:, -1], expected_last)
     with pytest.raises(ValueError, match="max_context"):
         decoding.generate(model, prompt, 1, max_context=0)
+
+
+# --- measuring decoded text -------------------------------------------------------------------
+
+
+def test_distinct_n_pools_ngrams_across_samples():
+    assert decoding.distinct_n([[1, 2, 3], [1, 2, 4]], 1) == pytest.approx(4 / 6)
+    assert decoding.distinct_n([[1, 2, 3], [1, 2, 4]], 2) == 0.75
+    assert decoding.distinct_n(torch.tensor([[5, 5, 5, 5]]), 2) == pytest.approx(1 / 3)
+    assert decoding.distinct_n([[1, 2, 3], [4, 5, 6]], 3) == 1.0, "different samples share nothing"
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
+        decoding.distinct_n([[1, 2]], 0)
+    with pytest.raises(ValueError, match="no sample is at least n=3"):
+        decoding.distinct_n([[1, 2], [3]], 3)
+
+
+def test_repeated_ngram_share_finds_loops():
+    assert decoding.repeated_ngram_share([1, 2, 1, 2, 1, 2], 2) == pytest.approx(0.6)
+    assert decoding.repeated_ngram_share(torch.arange(10), 3) == 0.0
+    loop = [7, 8, 9] * 20
+    assert decoding.repeated_ngram_share(loop, 3) == pytest.approx(55 / 58), "only the first 3 trigrams are new"
+    with pytest.raises(ValueError, match="fewer than n=4"):
+        decoding.repeated_ngram_share([1, 2, 3], 4)
+    with pytest.raises(ValueError, match="one sequence"):
+        decoding.repeated_ngram_share([[1, 2], [3, 4]], 1)
+
+
+def test_continuation_nll_equals_cross_entropy_on_the_continuation():
+    model, table = markov_model(vocab=6, seed=3)
+    ids = torch.randint(0, 6, (3, 9), generator=torch.Generator().manual_seed(0))
+    logp = torch.log_softmax(table, dim=-1)
+    expected = torch.stack([-logp[row[3:-1], row[4:]].mean() for row in ids])
+    torch.testing.assert_close(decoding.continuation_nll(model, ids, start=4), expected)
+    with pytest.raises(ValueError, match="start must be in"):
+        decoding.continuation_nll(model, ids, start=9)
+
+
+def test_bigram_table_is_a_distribution_and_learns_pairs():
+    stream = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 3] * 20)
+    table = decoding.bigram_table(stream, vocab_size=5, mix=0.9)
+    torch.testing.assert_close(table.double().exp().sum(1), torch.ones(5, dtype=torch.float64), atol=1e-6, rtol=0)
+    assert table[0].argmax() == 1 and table[0, 1].exp() > 0.9, "1 always follows 0"
+    assert torch.isfinite(table).all(), "unseen pairs keep the unigram's share"
+    unigram = (torch.bincount(stream, minlength=5) + 1).double()
+    # token 4 is never seen, so its row backs off to the unigram entirely
+    torch.testing.assert_close(table[4].double().exp(), unigram / unigram.sum(), atol=1e-6, rtol=0)
+    seen, unseen = torch.tensor([[0, 1, 2, 0, 1]]), torch.tensor([[0, 2, 1, 0, 2]])
+    assert decoding.bigram_nll(table, seen, 1) < decoding.bigram_nll(table, unseen, 1)
+    expected = -(table[0, 1] + table[1, 2]) / 2
+    torch.testing.assert_close(decoding.bigram_nll(table, torch.tensor([[0, 1, 2]]), 1), expected[None])
+    with pytest.raises(ValueError, match="mix must be in"):
+        decoding.bigram_table(stream, 5, mix=1.0)
+    with pytest.raises(ValueError, match=r"stream ids must lie in \[0, vocab_size=3\)"):
+        decoding.bigram_table(stream, 3)

@@ -92,3 +92,82 @@ def test_attention_widget_follows_its_controls(tiny_lm):
     assert box.figure.layout.title.text == "layer 0, head 1"
     text.value = "the cat sat on the mat"
     assert len(box.figure.data[0].x) == len(tok.encode_ordinary("the cat sat on the mat"))
+
+
+# --- the next-token explorer ------------------------------------------------------------------
+
+
+def _logits(v: int = 60):
+    import torch
+
+    return torch.randn(v, generator=torch.Generator().manual_seed(0)) * 2
+
+
+def test_next_token_state_agrees_with_the_filters():
+    import torch
+
+    from companion import decoding
+
+    logits = _logits()
+    state = widgets.next_token_state(logits, temperature=0.7, top_k=20, top_p=0.9)
+    expected = decoding.top_p_filter(decoding.top_k_filter(logits[None].double() / 0.7, 20), 0.9)[0]
+    assert torch.equal(state["kept"], torch.isfinite(expected)) and state["n_kept"] == int(state["kept"].sum())
+    assert state["sampled"][~state["kept"]].sum() == 0 and abs(float(state["sampled"].sum()) - 1) < 1e-9
+    assert state["entropy"] < state["entropy_before"], "filtering the tail lowers the entropy"
+    off = widgets.next_token_state(logits, 1.0, top_k=0, top_p=1.0, min_p=0.0)
+    assert off["n_kept"] == 60 and abs(off["entropy"] - off["entropy_before"]) < 1e-9
+    with pytest.raises(ValueError, match="one row"):
+        widgets.next_token_state(logits[None], 1.0)
+
+
+def test_next_token_figure_colours_a_prefix_kept_and_reports_it():
+    logits = _logits()
+    labels = [f"tok{i}" for i in range(60)]
+    fig = widgets.next_token_figure(logits, labels, temperature=1.0, top_k=5, n_show=12)
+    kept, filtered = fig.data
+    assert [y is not None for y in kept.y] == [True] * 5 + [False] * 7
+    assert [y is not None for y in filtered.y] == [False] * 5 + [True] * 7
+    assert list(kept.x)[0] == labels[int(logits.argmax())] and "keeps 5 of 60 tokens" in fig.layout.title.text
+    with pytest.raises(ValueError, match="one label per token"):
+        widgets.next_token_figure(logits, labels[:10])
+    same = widgets.next_token_figure(logits, ["\ufffd"] * 60, n_show=12)  # e.g. tokens that are partial UTF-8
+    assert len(set(same.data[0].x)) == 12, "equal labels would stack into one bar on a category axis"
+
+
+def test_next_token_widget_redraws_on_every_slider():
+    logits = _logits()
+    box = widgets.next_token_widget(logits, [str(i) for i in range(60)])
+    temperature, top_k, top_p, min_p = box.children[0].children
+    assert "keeps 60 of 60" in box.figure.layout.title.text
+    top_k.value = 3
+    assert "top-k = 3" in box.figure.layout.title.text and "keeps 3 of 60" in box.figure.layout.title.text
+    top_k.value, top_p.value = 0, 0.01
+    assert "keeps 1 of 60" in box.figure.layout.title.text
+    top_p.value, min_p.value, temperature.value = 1.0, 0.2, 2.0
+    assert "min-p = 0.2" in box.figure.layout.title.text and "T = 2" in box.figure.layout.title.text
+
+
+def test_next_token_explorer_nests_one_slider_per_setting_above_it():
+    logits = _logits()
+    labels = [str(i) for i in range(60)]
+    temps, ks, ps = [0.5, 1.0, 2.0], [1, 10, None], [0.5, 1.0]
+    fig = widgets.next_token_explorer(logits, labels, temps, ks, ps, active=(1, 2, 1))
+    sliders = fig.layout.sliders
+    assert len(sliders) == 1 + 3 + 3 * 3
+    assert [i for i, s in enumerate(sliders) if s.visible is not False] == [0, 2, 1 + 3 + 1 * 3 + 2]
+    # T = 2 shows temperature 2's top-k slider and its (k = off) top-p slider, and draws that state
+    update, layout = sliders[0].steps[2].args
+    shown = sorted(int(key[8:-9]) for key, v in layout.items() if key.endswith(".visible") and v)
+    assert shown == [3, 1 + 3 + 2 * 3 + 2]
+    state = widgets.next_token_state(logits, 2.0, None, 1.0)
+    assert f"keeps {state['n_kept']} of 60" in layout["title.text"] and "T = 2 · top-k = off" in layout["title.text"]
+    # every top-p step of every (T, k) draws its own state
+    for i, t in enumerate(temps):
+        for j, k in enumerate(ks):
+            for step, p in zip(sliders[1 + 3 + i * 3 + j].steps, ps):
+                n = widgets.next_token_state(logits, t, k, p)["n_kept"]
+                assert f"keeps {n} of 60" in step.args[1]["title.text"]
+    assert [s.label for s in sliders[1].steps] == ["1", "10", "off"]
+    assert [s.label for s in sliders[4].steps] == ["0.5", "off"]
+    with pytest.raises(ValueError, match="active"):
+        widgets.next_token_explorer(logits, labels, temps, ks, ps, active=(3, 0, 0))
