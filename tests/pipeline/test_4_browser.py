@@ -65,6 +65,7 @@ SIGNATURE_VISUALS = {
     "notebooks/50_tokenization": dict(figures=3),
     "notebooks/51_attention": dict(figures=5),
     "notebooks/52_small_llm": dict(figures=4),
+    "notebooks/53_decoding": dict(figures=4),
 }
 
 
