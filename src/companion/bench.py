@@ -161,7 +161,7 @@ def model_records(smoke: bool) -> list[Record]:
     batch, length = (4, 64) if smoke else (8, 256)
     torch.manual_seed(0)
     hf = GPT2LMHeadModel(GPT2Config(vocab_size=1024, n_positions=length, **size, resid_pdrop=0.0, embd_pdrop=0.0,
-                                    attn_pdrop=0.0))
+                                    attn_pdrop=0.0, bos_token_id=0, eos_token_id=0))
     mini = gpt.MiniGPT(gpt.GPTConfig(vocab_size=1024, block_size=length, **size))
     gpt.load_hf_gpt2(mini, hf.state_dict())
     ids = torch.randint(0, 1024, (batch, length))
