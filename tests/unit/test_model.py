@@ -132,3 +132,21 @@ def test_real_gpt2_is_optional_and_fails_clearly_offline(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache: nothing to load without the network
     with pytest.raises(RuntimeError, match="allow_download=True"):
         pretrained_gpt2()
+
+
+def test_swiglu_mlp_equals_llama_mlp():
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    from companion.model import MLP
+
+    torch.manual_seed(0)
+    ours = MLP(GPTConfig(n_embd=64, n_head=4, mlp="swiglu", bias=False))
+    theirs = LlamaMLP(LlamaConfig(hidden_size=64, intermediate_size=ours.fc.out_features, hidden_act="silu",
+                                  mlp_bias=False))
+    with torch.no_grad():  # ours: proj(silu(fc(x)) * gate(x)); Llama: down(silu(gate_proj(x)) * up_proj(x))
+        theirs.gate_proj.weight.copy_(ours.fc.weight)
+        theirs.up_proj.weight.copy_(ours.gate.weight)
+        theirs.down_proj.weight.copy_(ours.proj.weight)
+    x = torch.randn(2, 5, 64)
+    torch.testing.assert_close(ours(x), theirs(x))
