@@ -293,13 +293,15 @@ class MultiHeadAttention(nn.Module):
 
     def forward(
         self, x: torch.Tensor, causal: bool = True, key_padding: torch.Tensor | None = None, window: int | None = None,
-        need_weights: bool = True,
+        need_weights: bool = True, cache=None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, T, d_model) -> (out (B, T, d_model), weights (B, H, T, T) or None).
+        """x (B, T, d_model) -> (out (B, T, d_model), weights (B, H, T, T_k) or None).
 
         With ``need_weights=False`` and no padding, window or ALiBi, the product runs in PyTorch's
         fused ``F.scaled_dot_product_attention``, which never materializes the (T, T) weights; the
-        tests check it against the reference path.
+        tests check it against the reference path. ``cache`` (a ``kvcache.LayerView``): the T new
+        tokens sit after the cached ones, their keys and values are stored, and the queries attend
+        to all T_k = cached + T keys.
         """
         if x.dim() != 3 or x.shape[-1] != self.cfg.d_model:
             raise ValueError(f"x must be (B, T, d_model={self.cfg.d_model}), got {tuple(x.shape)}")
@@ -307,12 +309,20 @@ class MultiHeadAttention(nn.Module):
         q = self.q_proj(x).view(b, t, self.cfg.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
         k = self.k_proj(x).view(b, t, self.cfg.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, H_kv, T, hd)
         v = self.v_proj(x).view(b, t, self.cfg.n_kv_heads, self.head_dim).transpose(1, 2)
-        bias = None
+        offset = 0 if cache is None else cache.offset
         if self.cfg.positions == "rope":
-            q, k = apply_rope(q, self.rope_cos, self.rope_sin), apply_rope(k, self.rope_cos, self.rope_sin)
-        elif self.cfg.positions == "alibi":
-            bias = alibi_bias(self.cfg.n_heads, t, t).to(x.device, x.dtype)
-        if need_weights or bias is not None or key_padding is not None or window is not None:
+            q = apply_rope(q, self.rope_cos, self.rope_sin, offset)
+            k = apply_rope(k, self.rope_cos, self.rope_sin, offset)
+        if cache is not None:
+            k, v = cache.update(k, v)  # (B, H_kv, offset + T, hd)
+        t_k = k.shape[2]
+        bias = alibi_bias(self.cfg.n_heads, t, t_k).to(x.device, x.dtype) if self.cfg.positions == "alibi" else None
+        if t_k != t and causal and not need_weights and bias is None and key_padding is None and window is None:
+            # Fused kernel with cached keys: its is_causal aligns queries to the first keys, ours to the last.
+            weights = None
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask(t, t_k, causal=True, device=x.device),
+                                                 enable_gqa=self.cfg.n_kv_heads != self.cfg.n_heads)
+        elif need_weights or bias is not None or key_padding is not None or window is not None:
             out, weights = scaled_dot_product_attention(q, k, v, causal=causal, key_padding=key_padding,
                                                         window=window, bias=bias)
         else:

@@ -118,8 +118,8 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attn(self.ln_1(x), causal=True, need_weights=need_weights)
+    def forward(self, x: torch.Tensor, need_weights: bool = False, cache=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.attn(self.ln_1(x), causal=True, need_weights=need_weights, cache=cache)
         x = x + self.drop(attended)
         return x + self.mlp(self.ln_2(x)), weights
 
@@ -147,26 +147,31 @@ class MiniGPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, ids: torch.Tensor, return_attention: bool = False):
+    def forward(self, ids: torch.Tensor, return_attention: bool = False, cache=None):
         """ids (B, T) long -> logits (B, T, V); with ``return_attention`` also a list of (B, H, T, T), one per layer.
 
         Without ``return_attention`` attention runs in PyTorch's fused kernel (no (T, T) weights kept).
+        With a ``cache`` (``kvcache.KVCache``), ids are the next T tokens after the cached ones: their
+        keys and values are stored and the cache advances by T.
         """
         if ids.dim() != 2 or ids.dtype != torch.long:
             raise ValueError(f"ids must be a long tensor (B, T), got {ids.dtype} {tuple(ids.shape)}")
         b, t = ids.shape
-        if t > self.cfg.block_size:
-            raise ValueError(f"sequence of length {t} exceeds block_size={self.cfg.block_size}")
+        offset = 0 if cache is None else cache.length
+        if offset + t > self.cfg.block_size:
+            raise ValueError(f"sequence of length {offset + t} exceeds block_size={self.cfg.block_size}")
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.cfg.vocab_size):
             raise ValueError(f"ids must be in [0, vocab_size={self.cfg.vocab_size}), got [{int(ids.min())}, {int(ids.max())}]")
         x = self.wte(ids)  # (B, T, d)
         if self.wpe is not None:
-            x = x + self.wpe(torch.arange(t, device=ids.device))
+            x = x + self.wpe(torch.arange(offset, offset + t, device=ids.device))
         x = self.drop(x)
         maps = []
-        for block in self.blocks:
-            x, weights = block(x, need_weights=return_attention)
+        for i, block in enumerate(self.blocks):
+            x, weights = block(x, need_weights=return_attention, cache=None if cache is None else cache.layer(i))
             maps.append(weights)
+        if cache is not None:
+            cache.advance()
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         return (logits, maps) if return_attention else logits
 
