@@ -364,8 +364,7 @@ def attention_entropy(weights: torch.Tensor) -> torch.Tensor:
         >>> attention_entropy(torch.tensor([[1.0, 0.0], [0.5, 0.5]]))   # (0 + log 2) / 2
         tensor(0.3466)
     """
-    if weights.dim() < 2:
-        raise ValueError(f"weights must have shape (..., T_q, T_k), got {tuple(weights.shape)}")
+    _check_weights(weights)
     plogp = torch.where(weights > 0, weights * weights.clamp_min(1e-30).log(), torch.zeros_like(weights))
     return -plogp.sum(-1).mean(-1)
 
@@ -380,9 +379,10 @@ def offset_score(weights: torch.Tensor, offset: int = 1) -> torch.Tensor:
         >>> offset_score(torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.5, 0.5]]))  # (1 + 0.5) / 2
         tensor(0.7500)
     """
-    if weights.dim() < 2:
-        raise ValueError(f"weights must have shape (..., T_q, T_k), got {tuple(weights.shape)}")
+    _check_weights(weights)
     t_q, t_k = weights.shape[-2:]
+    if t_q > t_k:
+        raise ValueError(f"weights need T_q <= T_k (queries are the last T_q keys), got T_q={t_q}, T_k={t_k}")
     if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < t_k:
         raise ValueError(f"offset must be an int in [0, T_k={t_k}), got {offset!r}")
     picked = weights.diagonal(offset=t_k - t_q - offset, dim1=-2, dim2=-1)  # key = query position − offset
@@ -396,8 +396,24 @@ def uniform_causal_weights(t: int) -> torch.Tensor:
 
     The baseline for ``attention_entropy`` and ``offset_score``: what a head that has learned nothing scores.
     """
+    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+        raise ValueError(f"t must be an int >= 1, got {t!r}")
     keep = attention_mask(t, t, causal=True).float()
     return keep / keep.sum(-1, keepdim=True)
+
+
+def _check_weights(weights: torch.Tensor) -> None:
+    """Attention weights: float (..., T_q, T_k), non-empty, finite, >= 0, rows summing to 1 (or 0 if fully masked)."""
+    if not isinstance(weights, torch.Tensor) or weights.dim() < 2 or not weights.is_floating_point():
+        raise ValueError(f"weights must be a float tensor (..., T_q, T_k), got "
+                         f"{getattr(weights, 'dtype', type(weights))} {tuple(getattr(weights, 'shape', ()))}")
+    if 0 in weights.shape[-2:]:
+        raise ValueError(f"weights must hold at least one query and one key, got {tuple(weights.shape)}")
+    if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+        raise ValueError("weights must be finite and >= 0 (softmax outputs)")
+    sums = weights.sum(-1)
+    if not bool(((sums - 1).abs() < 1e-3).logical_or(sums == 0).all()):
+        raise ValueError("every row of weights must sum to 1 (or 0 for a fully masked query): pass softmax outputs")
 
 
 __all__ = [

@@ -133,11 +133,13 @@ def tokenizer_records(smoke: bool) -> list[Record]:
 
     text = python_docs(max_chars=20_000 if smoke else 60_000)
     vocab = 256 + (100 if smoke else 300)
+    progress = tqdm(total=2, desc="bench: tokenizer")
     training = speed_record("tokenizer.train_bpe.speed_ratio_vs_naive_recount",
                             lambda: tokenizer.train_bpe(text, vocab), lambda: tokenizer.train_naive(text, vocab),
                             "companion.tokenizer.train_naive (full recount)", 20.0, "≥ 20",
                             {"chars": len(text), "vocab_size": vocab}, repeat=1 if smoke else 3, warmup=0)
 
+    progress.update()
     ours, theirs = tokenizer.cl100k(), tokenizer.cl100k_encoding()
     corpus = python_docs(max_chars=200_000 if smoke else 2_000_000)
 
@@ -148,6 +150,8 @@ def tokenizer_records(smoke: bool) -> list[Record]:
     encoding = speed_record("tokenizer.encode.speed_ratio_vs_tiktoken", encode_cold,
                             lambda: theirs.encode_ordinary(corpus), "tiktoken cl100k_base (one thread)",
                             0.1, "≥ 0.1", {"chars": len(corpus)}, repeat=3)
+    progress.update()
+    progress.close()
     return [training, encoding]
 
 
@@ -169,24 +173,25 @@ def model_records(smoke: bool) -> list[Record]:
 
     def forward(m, logits_of):
         def run():
+            m.eval()
             with torch.no_grad():
                 logits_of(m(ids))
         return run
 
     def train_step(m, logits_of):
         def run():
+            m.train()
             F.cross_entropy(logits_of(m(ids)).flatten(0, 1), ids.flatten()).backward()
             m.zero_grad(set_to_none=True)
         return run
 
     mini_logits, hf_logits = (lambda out: out), (lambda out: out.logits)
     repeat = 3 if smoke else 7
-    return [
-        speed_record("model.forward.speed_ratio_vs_gpt2lmheadmodel", forward(mini.eval(), mini_logits),
-                     forward(hf.eval(), hf_logits), "transformers GPT2LMHeadModel", 1.0, "≥ 1.0", params, repeat),
-        speed_record("model.train_step.speed_ratio_vs_gpt2lmheadmodel", train_step(mini.train(), mini_logits),
-                     train_step(hf.train(), hf_logits), "transformers GPT2LMHeadModel", 1.0, "≥ 1.0", params, repeat),
-    ]
+    jobs = [("model.forward.speed_ratio_vs_gpt2lmheadmodel", forward(mini, mini_logits), forward(hf, hf_logits)),
+            ("model.train_step.speed_ratio_vs_gpt2lmheadmodel", train_step(mini, mini_logits),
+             train_step(hf, hf_logits))]
+    return [speed_record(name, ours, ref, "transformers GPT2LMHeadModel", 1.0, "≥ 1.0", params, repeat)
+            for name, ours, ref in tqdm(jobs, desc="bench: MiniGPT vs GPT-2")]
 
 
 def llm_internals(smoke: bool) -> list[Record]:

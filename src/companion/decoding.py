@@ -128,6 +128,13 @@ def next_token_logits(logits: torch.Tensor, previous: torch.Tensor, cfg: Samplin
     return logits
 
 
+def pick_next(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The next token (B,) from processed logits (B, V): the argmax when greedy, else one draw from the softmax."""
+    if cfg.greedy:
+        return logits.argmax(dim=-1)
+    return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+
+
 def generate(
     model: ModelFn,
     prompt: torch.Tensor,
@@ -150,11 +157,7 @@ def generate(
     done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
     for _ in range(max_new_tokens):
         context = ids if max_context is None else ids[:, -max_context:]
-        logits = next_token_logits(_last_logits(model, context, eos_id), ids, cfg)  # (B, V)
-        if cfg.greedy:
-            token = logits.argmax(dim=-1)
-        else:
-            token = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+        token = pick_next(next_token_logits(_last_logits(model, context, eos_id), ids, cfg), cfg, generator)
         if eos_id is not None:
             token = torch.where(done, torch.full_like(token, eos_id), token)
             done |= token == eos_id
@@ -235,6 +238,26 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
+def _token_rows(value, name: str) -> list[list[int]]:
+    """A (B, T) integer tensor or a list of integer sequences, as lists; anything else is a clear error."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 2 or value.is_floating_point() or value.is_complex():
+            raise ValueError(f"{name} must be a (B, T) integer tensor or a list of id sequences, "
+                             f"got {value.dtype} {tuple(value.shape)}")
+        return value.tolist()
+    if isinstance(value, (str, bytes)) or not all(isinstance(row, (list, tuple)) for row in value):
+        raise ValueError(f"{name} must be a (B, T) integer tensor or a list of id sequences")
+    rows = [list(row) for row in value]
+    if not all(isinstance(t, int) and not isinstance(t, bool) for row in rows for t in row):
+        raise ValueError(f"{name} must hold integer token ids")
+    return rows
+
+
+def _check_n(n) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+
+
 def distinct_n(samples: list[list[int]] | torch.Tensor, n: int) -> float:
     """Distinct-n (Li et al., 2016): unique n-grams over all n-grams, pooled across ``samples``.
 
@@ -244,9 +267,8 @@ def distinct_n(samples: list[list[int]] | torch.Tensor, n: int) -> float:
         >>> distinct_n([[1, 2, 3], [1, 2, 4]], 2)   # (1,2) (2,3) (1,2) (2,4): 3 unique of 4
         0.75
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
-    rows = samples.tolist() if isinstance(samples, torch.Tensor) else [list(s) for s in samples]
+    _check_n(n)
+    rows = _token_rows(samples, "samples")
     grams = [tuple(row[i:i + n]) for row in rows for i in range(len(row) - n + 1)]
     if not grams:
         raise ValueError(f"no sample is at least n={n} tokens long, so there are no n-grams to count")
@@ -261,11 +283,12 @@ def repeated_ngram_share(ids: list[int] | torch.Tensor, n: int) -> float:
         >>> repeated_ngram_share([1, 2, 1, 2, 1, 2], 2)   # (1,2) (2,1) then 3 repeats of those
         0.6
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
-    row = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
-    if isinstance(row[0] if row else 0, list):
+    _check_n(n)
+    if isinstance(ids, torch.Tensor) and ids.dim() != 1:
+        raise ValueError(f"ids must be one sequence of token ids; call this per row for a batch, got {tuple(ids.shape)}")
+    if not isinstance(ids, torch.Tensor) and any(isinstance(t, (list, tuple)) for t in ids):
         raise ValueError("ids must be one sequence of token ids; call this per row for a batch")
+    (row,) = _token_rows(ids[None] if isinstance(ids, torch.Tensor) else [ids], "ids")
     grams = [tuple(row[i:i + n]) for i in range(len(row) - n + 1)]
     if not grams:
         raise ValueError(f"the sequence has {len(row)} tokens, fewer than n={n}")
@@ -286,10 +309,15 @@ def continuation_nll(model: ModelFn, ids: torch.Tensor, start: int) -> torch.Ten
     """
     if ids.dim() != 2 or ids.dtype != torch.long:
         raise ValueError(f"ids must be a long tensor (B, T), got {ids.dtype} {tuple(ids.shape)}")
-    if not 1 <= start < ids.shape[1]:
-        raise ValueError(f"start must be in [1, T={ids.shape[1]}) so that there is a prompt and a continuation, "
-                         f"got {start}")
-    logp = torch.log_softmax(model(ids[:, :-1]).float(), dim=-1)  # (B, T-1, V): position t predicts ids[:, t+1]
+    if isinstance(start, bool) or not isinstance(start, int) or not 1 <= start < ids.shape[1]:
+        raise ValueError(f"start must be an int in [1, T={ids.shape[1]}) so that there is a prompt and a "
+                         f"continuation, got {start!r}")
+    out = model(ids[:, :-1])
+    if not isinstance(out, torch.Tensor) or out.dim() != 3 or out.shape[:2] != ids[:, :-1].shape:
+        raise ValueError(f"model must map ids (B, T) to logits (B, T, V), got {getattr(out, 'shape', type(out))}")
+    if int(ids.min()) < 0 or int(ids.max()) >= out.shape[-1]:
+        raise ValueError(f"ids must lie in [0, V={out.shape[-1]}), got [{int(ids.min())}, {int(ids.max())}]")
+    logp = torch.log_softmax(out.float(), dim=-1)  # (B, T-1, V): position t predicts ids[:, t+1]
     picked = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)  # (B, T-1)
     return -picked[:, start - 1:].mean(dim=1)
 
@@ -306,6 +334,8 @@ def bigram_table(stream: torch.Tensor, vocab_size: int, mix: float = 0.9) -> tor
                          f"got {stream.dtype} {tuple(stream.shape)}")
     if not 0 <= mix < 1:
         raise ValueError(f"mix must be in [0, 1), got {mix}")
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+        raise ValueError(f"vocab_size must be an int >= 1, got {vocab_size!r}")
     if int(stream.max()) >= vocab_size or int(stream.min()) < 0:
         raise ValueError(f"stream ids must lie in [0, vocab_size={vocab_size})")
     unigram = torch.bincount(stream, minlength=vocab_size).double() + 1
@@ -319,6 +349,12 @@ def bigram_table(stream: torch.Tensor, vocab_size: int, mix: float = 0.9) -> tor
 
 def bigram_nll(table: torch.Tensor, ids: torch.Tensor, start: int) -> torch.Tensor:
     """Mean −log p(ids[:, t] | ids[:, t−1]) over t >= start under ``bigram_table``'s table: (B, T) -> (B,)."""
-    if ids.dim() != 2 or not 1 <= start < ids.shape[1]:
-        raise ValueError(f"ids must be (B, T) and start in [1, T), got shape {tuple(ids.shape)} and start={start}")
+    if table.dim() != 2 or table.shape[0] != table.shape[1]:
+        raise ValueError(f"table must be (V, V) from bigram_table, got {tuple(table.shape)}")
+    if ids.dim() != 2 or ids.dtype != torch.long or ids.shape[0] < 1:
+        raise ValueError(f"ids must be a long tensor (B, T) with B >= 1, got {ids.dtype} {tuple(ids.shape)}")
+    if isinstance(start, bool) or not isinstance(start, int) or not 1 <= start < ids.shape[1]:
+        raise ValueError(f"start must be an int in [1, T={ids.shape[1]}), got {start!r}")
+    if int(ids.min()) < 0 or int(ids.max()) >= table.shape[0]:
+        raise ValueError(f"ids must lie in [0, V={table.shape[0]}), got [{int(ids.min())}, {int(ids.max())}]")
     return -table[ids[:, start - 1:-1], ids[:, start:]].mean(dim=1)

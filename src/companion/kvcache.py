@@ -77,6 +77,9 @@ class KVCache:
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _check_kv(k, v, self.k.shape[1], self.k.shape[2], self.k.shape[4])
+        if k.dtype != self.k.dtype:
+            raise ValueError(f"k and v are {k.dtype} but the cache holds {self.k.dtype}; build the cache with "
+                             f"dtype={k.dtype}")
         t = k.shape[2]
         if self.length + t > self.capacity:
             raise ValueError(f"appending {t} tokens to {self.length} cached exceeds the cache's max_len={self.capacity}")
@@ -144,7 +147,7 @@ def generate(model, prompt: torch.Tensor, max_new_tokens: int, cfg=None, generat
     Returns (B, T + max_new_tokens). The whole sequence must fit the model's block size (a cache
     cannot slide a learned-position window); the same seed gives the same draws as ``decoding.generate``.
     """
-    from .decoding import SamplingConfig, next_token_logits
+    from .decoding import SamplingConfig, next_token_logits, pick_next
 
     cfg = cfg or SamplingConfig()
     if prompt.dim() != 2 or prompt.dtype != torch.long or prompt.shape[1] < 1:
@@ -159,10 +162,7 @@ def generate(model, prompt: torch.Tensor, max_new_tokens: int, cfg=None, generat
     ids, step_input = prompt, prompt
     for _ in range(max_new_tokens):
         logits = next_token_logits(model(step_input, cache=cache)[:, -1, :], ids, cfg)  # prefill, then decode
-        if cfg.greedy:
-            token = logits.argmax(dim=-1)
-        else:
-            token = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+        token = pick_next(logits, cfg, generator)
         ids = torch.cat([ids, token[:, None]], dim=1)
         step_input = token[:, None]
     return ids
@@ -209,7 +209,8 @@ def kv_bytes(model: str | ModelShape, tokens: int, batch: int = 1, dtype: str = 
         raise ValueError(f"model must be a ModelShape or one of {sorted(MODELS)}, got {model!r}")
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype must be one of {sorted(DTYPE_BYTES)}, got {dtype!r}")
-    if tokens < 0 or batch < 1:
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or isinstance(batch, bool) or not isinstance(batch, int) \
+            or tokens < 0 or batch < 1:
         raise ValueError(f"need tokens >= 0 and batch >= 1, got tokens={tokens}, batch={batch}")
     return 2 * shape.n_layer * shape.n_kv_heads * shape.head_dim * DTYPE_BYTES[dtype] * tokens * batch
 

@@ -72,12 +72,20 @@ class TokenData:
         """The last ``val_frac`` of the stream is validation, the rest training (a contiguous split)."""
         if not 0 < val_frac < 1:
             raise ValueError(f"val_frac must be in (0, 1), got {val_frac}")
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+            raise ValueError(f"vocab_size must be an int >= 1, got {vocab_size!r}")
         ids = torch.as_tensor(ids, dtype=torch.long)
+        if ids.dim() != 1 or len(ids) < 2:
+            raise ValueError(f"ids must be a 1-D stream of at least 2 tokens, got shape {tuple(ids.shape)}")
         cut = int(len(ids) * (1 - val_frac))
         return cls(ids[:cut], ids[cut:], vocab_size)
 
     def batch(self, batch_size: int, block: int, generator: torch.Generator, split: str = "train"):
         """``batch_size`` random windows: inputs (B, block) and the next tokens as targets (B, block)."""
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        if batch_size < 1 or block < 1:
+            raise ValueError(f"batch_size and block must be >= 1, got {batch_size} and {block}")
         stream = self.train if split == "train" else self.val
         if len(stream) < block + 1:
             raise ValueError(f"the {split} stream has {len(stream)} tokens, fewer than block + 1 = {block + 1}")
@@ -199,6 +207,10 @@ def accumulate_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mic
     Each slice's loss is scaled by its share of the batch, so the summed gradients equal those of
     one backward pass over the whole batch, while only one slice's activations live at a time.
     """
+    if isinstance(micro_batches, bool) or not isinstance(micro_batches, int) or micro_batches < 1:
+        raise ValueError(f"micro_batches must be an int >= 1, got {micro_batches!r}")
+    if x.shape != y.shape or x.dim() != 2:
+        raise ValueError(f"x and y must both be (B, T) token ids, got {tuple(x.shape)} and {tuple(y.shape)}")
     if len(x) % micro_batches:
         raise ValueError(f"a batch of {len(x)} does not split into {micro_batches} equal micro-batches")
     device = next(model.parameters()).device
@@ -245,6 +257,8 @@ def train_lm(
     ``stop_after``: stop (and checkpoint) after this many steps in total, as if interrupted.
     ``sample``: called at every evaluation; its text goes into ``history.samples``.
     """
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after must be an int >= 1 or None, got {stop_after!r}")
     if resume and (checkpoint is None or not Path(checkpoint).is_file()):
         raise FileNotFoundError(f"resume=True needs an existing checkpoint, got {checkpoint!r}")
     device = next(model.parameters()).device

@@ -264,6 +264,12 @@ def attention_heatmap(
     if w.ndim not in (2, 3, 4):
         raise ValueError(f"weights must have shape (T_q, T_k), (H, T_q, T_k) or (L, H, T_q, T_k), got {w.shape}")
     t_q, t_k = w.shape[-2:]
+    if not 1 <= t_q <= t_k:
+        raise ValueError(f"weights need 1 <= T_q <= T_k (queries are the last T_q keys), got T_q={t_q}, T_k={t_k}")
+    if not np.isfinite(w).all():
+        raise ValueError("weights must be finite")
+    if isinstance(tokens, str):
+        raise ValueError("tokens must be a sequence of token strings, not one str")
     labels = list(tokens) if tokens is not None else [str(i) for i in range(t_k)]
     if len(labels) != t_k:
         raise ValueError(f"{len(labels)} tokens given but weights have {t_k} keys")
@@ -292,6 +298,8 @@ def attention_heatmap(
 
 def visible_whitespace(piece: str) -> str:
     """A token's text with its whitespace drawn, for axis labels: ``" if\\n"`` -> ``"␣if↵"``."""
+    if not isinstance(piece, str):
+        raise ValueError(f"piece must be a str, got {type(piece).__name__}")
     return piece.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
 
 
@@ -311,7 +319,12 @@ def layer_head_figure(
     shapes = {a.shape for a in arrays.values()}
     if len(shapes) != 1 or len(next(iter(shapes))) != 2:
         raise ValueError(f"every score must be one (layers, heads) array of the same shape, got {sorted(shapes)}")
+    if 0 in next(iter(shapes)):
+        raise ValueError(f"scores must have at least one layer and one head, got shape {next(iter(shapes))}")
     reference = reference or {}
+    unknown = set(reference) - set(arrays)
+    if unknown:
+        raise ValueError(f"reference names {sorted(unknown)} that are not in scores {sorted(arrays)}")
     titles = [f"{name} (uniform: {reference[name]:.3g})" if name in reference else name for name in arrays]
     fig = make_subplots(rows=1, cols=len(arrays), subplot_titles=titles, horizontal_spacing=0.08)
     n_layers, n_heads = next(iter(shapes))

@@ -70,7 +70,8 @@ def attention_figure(model, tokenizer, text: str, layer: int, head: int) -> go.F
     import torch
 
     n_layers, n_heads = model.cfg.n_layer, model.cfg.n_head
-    if not (0 <= layer < n_layers and 0 <= head < n_heads):
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (layer, head)) or \
+            not (0 <= layer < n_layers and 0 <= head < n_heads):
         raise ValueError(f"the model has layers 0..{n_layers - 1} and heads 0..{n_heads - 1}; got layer {layer}, head {head}")
     ids = tokenizer.encode_ordinary(text)[: model.cfg.block_size]
     if not ids:
@@ -83,6 +84,7 @@ def attention_figure(model, tokenizer, text: str, layer: int, head: int) -> go.F
 
 def attention_widget(model, tokenizer, text: str, layer: int = 0, head: int = 0) -> W.VBox:
     """Type a sentence, pick a layer and a head; the heatmap follows (see ``attention_figure``)."""
+    attention_figure(model, tokenizer, text, layer, head)  # checks the arguments before a slider can clamp them
     return live(
         partial(attention_figure, model, tokenizer),
         text=W.Text(value=text, description="text", continuous_update=False, layout=W.Layout(width="60%")),
@@ -107,8 +109,7 @@ def next_token_state(logits: torch.Tensor, temperature: float, top_k: int | None
     ``entropy`` (nats) of ``sampled`` and ``entropy_before`` of ``probs``. top_k/top_p/min_p of None,
     0 (for k and min-p) or 1.0 (for p) switch that filter off.
     """
-    if logits.dim() != 1:
-        raise ValueError(f"logits must be one row (V,), got shape {tuple(logits.shape)}")
+    _check_row(logits)
     cfg = decoding.SamplingConfig(temperature=temperature, top_k=top_k or None,
                                   top_p=None if top_p in (None, 1.0) else top_p, min_p=min_p or None)
     row = logits.detach().double()[None]
@@ -143,6 +144,18 @@ def _title(state: dict, settings: str, vocab: int) -> str:
             f"(before the filters {state['entropy_before']:.2f})</sup>")
 
 
+def _check_row(logits: torch.Tensor) -> None:
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 1 or logits.numel() == 0:
+        raise ValueError(f"logits must be one non-empty row (V,), got shape {tuple(getattr(logits, 'shape', ()))}")
+    if bool(torch.isnan(logits).any()):
+        raise ValueError("logits contain NaN")
+
+
+def _check_n_show(n_show) -> None:
+    if isinstance(n_show, bool) or not isinstance(n_show, int) or n_show < 1:
+        raise ValueError(f"n_show must be an int >= 1, got {n_show!r}")
+
+
 def next_token_figure(logits: torch.Tensor, labels: list[str], temperature: float = 1.0, top_k: int | None = None,
                       top_p: float | None = None, min_p: float | None = None, n_show: int = 30) -> go.Figure:
     """Bars of the ``n_show`` most likely next tokens after temperature, coloured kept or filtered.
@@ -150,6 +163,8 @@ def next_token_figure(logits: torch.Tensor, labels: list[str], temperature: floa
     logits: (V,) for one position; labels: the V token strings. The title gives the kept-set size
     and the entropy of the distribution sampling draws from. The callback of ``next_token_widget``.
     """
+    _check_row(logits)
+    _check_n_show(n_show)
     if len(labels) != logits.shape[-1]:
         raise ValueError(f"{len(labels)} labels for {logits.shape[-1]} logits; give one label per token")
     state = next_token_state(logits, temperature, top_k, top_p, min_p)
@@ -188,6 +203,10 @@ def next_token_explorer(logits: torch.Tensor, labels: list[str], temperatures: l
     precomputed, so the figure stays interactive in a static page. top_ks: None means off; a top-p
     of 1.0 means off.
     """
+    _check_row(logits)
+    _check_n_show(n_show)
+    if len(active) != 3:
+        raise ValueError(f"active must be a (temperature, top-k, top-p) index triple, got {active!r}")
     nt, nk, npp = len(temperatures), len(top_ks), len(top_ps)
     if min(nt, nk, npp) < 1:
         raise ValueError("temperatures, top_ks and top_ps must each hold at least one value")

@@ -231,7 +231,24 @@ def test_offset_score_reads_the_diagonal_below():
 
 def test_uniform_causal_weights_are_the_untrained_baseline():
     w = uniform_causal_weights(4)
-    assert torch.equal(w > 0, attention_mask(4, 4, causal=True))
-    torch.testing.assert_close(w.sum(-1), torch.ones(4))
+    expected = torch.tensor([[1, 0, 0, 0], [1 / 2, 1 / 2, 0, 0], [1 / 3, 1 / 3, 1 / 3, 0], [1 / 4] * 4])
+    torch.testing.assert_close(w, expected)
     assert offset_score(w, 1).item() == pytest.approx((1 / 2 + 1 / 3 + 1 / 4) / 3)
     assert attention_entropy(w).item() == pytest.approx(sum(math.log(n) for n in range(1, 5)) / 4)
+
+
+def test_attention_analysis_rejects_what_is_not_softmax_output():
+    with pytest.raises(ValueError, match="rows of weights must sum to 1|row of weights must sum to 1"):
+        attention_entropy(torch.tensor([[3.0, 3.0]]))
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        attention_entropy(torch.tensor([[1.5, -0.5]]))
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        attention_entropy(torch.tensor([[float("nan"), 1.0]]))
+    with pytest.raises(ValueError, match="float tensor"):
+        offset_score(torch.eye(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="T_q <= T_k"):
+        offset_score(torch.eye(5)[:, :3])
+    with pytest.raises(ValueError, match="t must be an int >= 1"):
+        uniform_causal_weights(0)
+    with pytest.raises(ValueError, match="t must be an int >= 1"):
+        uniform_causal_weights(2.5)

@@ -171,7 +171,7 @@ def test_continuation_nll_equals_cross_entropy_on_the_continuation():
     logp = torch.log_softmax(table, dim=-1)
     expected = torch.stack([-logp[row[3:-1], row[4:]].mean() for row in ids])
     torch.testing.assert_close(decoding.continuation_nll(model, ids, start=4), expected)
-    with pytest.raises(ValueError, match="start must be in"):
+    with pytest.raises(ValueError, match="start must be an int in"):
         decoding.continuation_nll(model, ids, start=9)
 
 
@@ -192,3 +192,24 @@ def test_bigram_table_is_a_distribution_and_learns_pairs():
         decoding.bigram_table(stream, 5, mix=1.0)
     with pytest.raises(ValueError, match=r"stream ids must lie in \[0, vocab_size=3\)"):
         decoding.bigram_table(stream, 3)
+
+
+def test_text_metrics_reject_bad_ids():
+    table = decoding.bigram_table(torch.tensor([0, 1, 2, 1, 0]), 3)
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, V=3\)"):
+        decoding.bigram_nll(table, torch.tensor([[0, 1, -1]]), 1)  # a negative id would wrap round silently
+    with pytest.raises(ValueError, match="table must be"):
+        decoding.bigram_nll(table[0], torch.tensor([[0, 1]]), 1)
+    with pytest.raises(ValueError, match="vocab_size must be an int"):
+        decoding.bigram_table(torch.tensor([0, 1]), 0)
+    with pytest.raises(ValueError, match="samples must be"):
+        decoding.distinct_n(torch.rand(2, 3), 1)
+    with pytest.raises(ValueError, match="samples must be"):
+        decoding.distinct_n([1, 2, 3], 1)
+    with pytest.raises(ValueError, match="ids must hold integer"):
+        decoding.repeated_ngram_share([0.5, 1.5, 0.5], 1)
+    with pytest.raises(ValueError, match="ids must be one sequence"):
+        decoding.repeated_ngram_share(torch.zeros(2, 3, dtype=torch.long), 1)
+    model, _ = markov_model()
+    with pytest.raises(ValueError, match="start must be an int"):
+        decoding.continuation_nll(model, torch.zeros(1, 4, dtype=torch.long), 1.5)

@@ -110,3 +110,12 @@ def test_bad_inputs_are_named():
         kvcache.kv_bytes("GPT-5", 10)
     with pytest.raises(ValueError, match="n_layer must be an int"):
         kvcache.KVCache(0, 1, 1, 8, 8)
+
+
+def test_cache_dtype_and_calculator_types_are_checked():
+    model = model_of({})
+    cache = kvcache.KVCache.for_model(model, batch=1, dtype=torch.float16)
+    with pytest.raises(ValueError, match="cache holds torch.float16"):
+        model(torch.zeros(1, 3, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match="tokens >= 0 and batch >= 1"):
+        kvcache.kv_bytes("Llama-3-8B", 10.5)

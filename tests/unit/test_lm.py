@@ -177,3 +177,19 @@ def test_config_roundtrips_through_a_checkpoint(tmp_path):
     lm.train_lm(small_model(), toy_data(), c, checkpoint=ckpt, progress=False)
     state = torch.load(ckpt, weights_only=False)
     assert state["config"] == asdict(c) and state["step"] == 3
+
+
+def test_more_bad_inputs_are_named():
+    data = toy_data()
+    with pytest.raises(ValueError, match="split must be 'train' or 'val'"):
+        data.batch(2, 8, torch.Generator(), split="test")
+    with pytest.raises(ValueError, match="micro_batches must be an int >= 1"):
+        lm.accumulate_gradients(small_model(), *data.batch(4, 8, torch.Generator()), 0)
+    with pytest.raises(ValueError, match="x and y must both be"):
+        lm.accumulate_gradients(small_model(), torch.zeros(4, 8, dtype=torch.long), torch.zeros(4, 7, dtype=torch.long), 1)
+    with pytest.raises(ValueError, match="stop_after"):
+        lm.train_lm(small_model(), data, cfg(), stop_after=0)
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        lm.TokenData.from_ids([], 10)
+    with pytest.raises(ValueError, match="vocab_size must be an int"):
+        lm.TokenData.from_ids([1, 2, 3], 0)

@@ -158,9 +158,22 @@ def test_visible_whitespace():
 def test_layer_head_figure_draws_one_annotated_panel_per_score():
     scores = {"entropy": np.arange(6.0).reshape(2, 3), "previous token": np.ones((2, 3))}
     fig = viz.layer_head_figure(scores, reference={"entropy": 1.5})
-    assert len(fig.data) == 2 and fig.data[0].texttemplate == "%{text:.2f}"
+    assert len(fig.data) == 2 and np.array_equal(np.asarray(fig.data[0].z), scores["entropy"])
     assert fig.layout.annotations[0].text == "entropy (uniform: 1.5)"
     with pytest.raises(ValueError, match="same shape"):
         viz.layer_head_figure({"a": np.ones((2, 3)), "b": np.ones((3, 2))})
     with pytest.raises(ValueError, match="scores is empty"):
         viz.layer_head_figure({})
+
+
+def test_attention_views_reject_bad_input():
+    with pytest.raises(ValueError, match="1 <= T_q <= T_k"):
+        viz.attention_heatmap(np.ones((5, 2)) / 2)
+    with pytest.raises(ValueError, match="finite"):
+        viz.attention_heatmap(np.full((2, 2), np.nan))
+    with pytest.raises(ValueError, match="not one str"):
+        viz.attention_heatmap(np.eye(2), tokens="ab")
+    with pytest.raises(ValueError, match="piece must be a str"):
+        viz.visible_whitespace(b" if")
+    with pytest.raises(ValueError, match="reference names"):
+        viz.layer_head_figure({"entropy": np.ones((2, 2))}, reference={"entropi": 1.0})

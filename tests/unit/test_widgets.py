@@ -6,6 +6,7 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 import pytest
+import torch
 
 from companion import widgets
 
@@ -116,7 +117,7 @@ def test_next_token_state_agrees_with_the_filters():
     assert state["entropy"] < state["entropy_before"], "filtering the tail lowers the entropy"
     off = widgets.next_token_state(logits, 1.0, top_k=0, top_p=1.0, min_p=0.0)
     assert off["n_kept"] == 60 and abs(off["entropy"] - off["entropy_before"]) < 1e-9
-    with pytest.raises(ValueError, match="one row"):
+    with pytest.raises(ValueError, match="one non-empty row"):
         widgets.next_token_state(logits[None], 1.0)
 
 
@@ -171,3 +172,18 @@ def test_next_token_explorer_nests_one_slider_per_setting_above_it():
     assert [s.label for s in sliders[4].steps] == ["0.5", "off"]
     with pytest.raises(ValueError, match="active"):
         widgets.next_token_explorer(logits, labels, temps, ks, ps, active=(3, 0, 0))
+
+
+def test_next_token_views_reject_bad_rows_and_sizes():
+    logits = torch.randn(10)
+    labels = [str(i) for i in range(10)]
+    with pytest.raises(ValueError, match="n_show must be an int >= 1"):
+        widgets.next_token_figure(logits, labels, n_show=0)
+    with pytest.raises(ValueError, match="non-empty row"):
+        widgets.next_token_state(torch.zeros(0), 1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        widgets.next_token_state(torch.full((4,), float("nan")), 1.0)
+    with pytest.raises(ValueError, match="non-empty row"):
+        widgets.next_token_explorer(logits[None], labels, [1.0], [None], [1.0])
+    with pytest.raises(ValueError, match="index triple"):
+        widgets.next_token_explorer(logits, labels, [1.0], [None], [1.0], active=(0,))
