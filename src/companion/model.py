@@ -240,6 +240,42 @@ def load_hf_gpt2(model: MiniGPT, state_dict: dict[str, torch.Tensor]) -> None:
             block.mlp.proj.bias.copy_(sd[p + "mlp.c_proj.bias"])
 
 
+def hf_gpt2_state_dict(model: MiniGPT) -> dict[str, torch.Tensor]:
+    """The inverse of ``load_hf_gpt2``: a GPT-2-configured MiniGPT's weights as a ``GPT2LMHeadModel`` state dict."""
+    cfg = model.cfg
+    if (cfg.positions, cfg.norm, cfg.mlp, cfg.bias) != ("learned", "layernorm", "gelu", True) or \
+            (cfg.n_kv_head or cfg.n_head) != cfg.n_head:
+        raise ValueError("hf_gpt2_state_dict needs a GPT-2 config: learned positions, layernorm, gelu, biases, no GQA")
+    sd = {"transformer.wte.weight": model.wte.weight, "transformer.wpe.weight": model.wpe.weight,
+          "transformer.ln_f.weight": model.ln_f.weight, "transformer.ln_f.bias": model.ln_f.bias,
+          "lm_head.weight": model.lm_head.weight}
+    for i, block in enumerate(model.blocks):
+        p, attn = f"transformer.h.{i}.", block.attn
+        sd.update({
+            p + "ln_1.weight": block.ln_1.weight, p + "ln_1.bias": block.ln_1.bias,
+            p + "ln_2.weight": block.ln_2.weight, p + "ln_2.bias": block.ln_2.bias,
+            p + "attn.c_attn.weight": torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]).t(),
+            p + "attn.c_attn.bias": torch.cat([attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias]),
+            p + "attn.c_proj.weight": attn.out_proj.weight.t(), p + "attn.c_proj.bias": attn.out_proj.bias,
+            p + "mlp.c_fc.weight": block.mlp.fc.weight.t(), p + "mlp.c_fc.bias": block.mlp.fc.bias,
+            p + "mlp.c_proj.weight": block.mlp.proj.weight.t(), p + "mlp.c_proj.bias": block.mlp.proj.bias,
+        })
+    return {k: v.detach().clone().contiguous() for k, v in sd.items()}
+
+
+def to_hf_gpt2(model: MiniGPT):
+    """A ``transformers.GPT2LMHeadModel`` with exactly this MiniGPT's weights (eval mode): the baseline for serving."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = model.cfg
+    hf = GPT2LMHeadModel(GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_layer=cfg.n_layer,
+                                    n_head=cfg.n_head, n_embd=cfg.n_embd, layer_norm_epsilon=cfg.norm_eps,
+                                    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                                    bos_token_id=None, eos_token_id=None))  # no end token: generation never stops early
+    hf.load_state_dict(hf_gpt2_state_dict(model))
+    return hf.eval()
+
+
 def pretrained_gpt2(allow_download: bool = False) -> MiniGPT:
     """The real 124M GPT-2 (Radford et al., 2019) in a MiniGPT, from the Hugging Face hub or its local cache.
 

@@ -150,3 +150,26 @@ def test_swiglu_mlp_equals_llama_mlp():
         theirs.down_proj.weight.copy_(ours.proj.weight)
     x = torch.randn(2, 5, 64)
     torch.testing.assert_close(ours(x), theirs(x))
+
+
+def test_to_hf_gpt2_is_the_same_model_and_generates_the_same_tokens():
+    from companion import decoding
+    from companion.model import to_hf_gpt2
+
+    torch.manual_seed(3)
+    ours = MiniGPT(GPTConfig(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=32)).eval()
+    hf = to_hf_gpt2(ours)
+    ids = torch.randint(0, 97, (2, 20), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(ids).logits, ours(ids), atol=1e-5, rtol=1e-5)
+    prompt = ids[:, :5]  # holds a token 0: without an explicit mask, HF would take it for padding
+    theirs = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=12, do_sample=False,
+                         pad_token_id=0)
+    assert torch.equal(theirs, decoding.generate(ours, prompt, 12, decoding.SamplingConfig(greedy=True)))
+
+
+def test_to_hf_gpt2_refuses_a_llama_style_config():
+    from companion.model import to_hf_gpt2
+
+    with pytest.raises(ValueError, match="GPT-2 config"):
+        to_hf_gpt2(MiniGPT(GPTConfig(vocab_size=97, block_size=32, n_layer=1, n_head=4, n_embd=32, positions="rope")))
