@@ -203,18 +203,26 @@ def rope_cache(
     return angles.cos().float(), angles.sin().float()
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, offset: int = 0) -> torch.Tensor:
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, offset: int | torch.Tensor = 0) -> torch.Tensor:
     """Rotate x (B, H, T, d) at positions offset .. offset+T−1, pairing dimension i with i + d/2.
 
+    ``offset`` may instead be a long tensor (T,) of explicit positions, one per token (a batch of
+    different sequences flattened into one, as a serving engine runs them).
     This is the "rotate half" layout of GPT-NeoX and Llama (the original RoFormer interleaves pairs;
     the two differ by a fixed permutation of the head dimensions).
     """
     if x.dim() != 4 or x.shape[-1] != 2 * cos.shape[-1]:
         raise ValueError(f"x must be (B, H, T, d) with d = 2 * {cos.shape[-1]} to match the cache, got {tuple(x.shape)}")
     t = x.shape[2]
-    if offset + t > cos.shape[0]:
-        raise ValueError(f"positions up to {offset + t - 1} requested but the RoPE cache holds {cos.shape[0]}")
-    cos, sin = cos[offset:offset + t].to(x.dtype), sin[offset:offset + t].to(x.dtype)  # (T, d/2)
+    if isinstance(offset, torch.Tensor):
+        if offset.shape != (t,) or offset.dtype != torch.long:
+            raise ValueError(f"positions must be a long tensor (T={t},), got {offset.dtype} {tuple(offset.shape)}")
+        positions = offset
+    else:
+        positions = torch.arange(offset, offset + t, device=x.device)
+    if t and int(positions.max()) >= cos.shape[0]:
+        raise ValueError(f"positions up to {int(positions.max())} requested but the RoPE cache holds {cos.shape[0]}")
+    cos, sin = cos[positions].to(x.dtype), sin[positions].to(x.dtype)  # (T, d/2)
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
