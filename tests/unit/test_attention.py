@@ -252,3 +252,17 @@ def test_attention_analysis_rejects_what_is_not_softmax_output():
         uniform_causal_weights(0)
     with pytest.raises(ValueError, match="t must be an int >= 1"):
         uniform_causal_weights(2.5)
+
+
+def test_rope_at_explicit_positions_equals_rope_at_an_offset():
+    from companion.attention import apply_rope, rope_cache
+
+    cos, sin = rope_cache(8, 32)
+    x = torch.randn(1, 2, 5, 8)
+    torch.testing.assert_close(apply_rope(x, cos, sin, torch.arange(7, 12)), apply_rope(x, cos, sin, 7))
+    scattered = apply_rope(x, cos, sin, torch.tensor([3, 0, 9, 9, 1]))  # tokens of different sequences
+    torch.testing.assert_close(scattered[:, :, 2], apply_rope(x[:, :, 2:3], cos, sin, 9)[:, :, 0])
+    with pytest.raises(ValueError, match=r"long tensor \(T=5,\)"):
+        apply_rope(x, cos, sin, torch.arange(4))
+    with pytest.raises(ValueError, match="positions up to 40"):
+        apply_rope(x, cos, sin, torch.tensor([0, 1, 2, 3, 40]))
