@@ -428,3 +428,65 @@ def token_html(pieces: Sequence[bytes], colors: Sequence[str] = TOKEN_COLORS) ->
         spans.append(f'<span style="{style}" title="{title}">{shown}</span>')
     return ('<div class="token-view" style="font-family:ui-monospace,Menlo,Consolas,monospace;'
             'white-space:pre-wrap;line-height:1.9;font-size:0.9em;">' + "".join(spans) + "</div>")
+
+
+# What a request is doing, for timelines: waiting is grey, work is blue/green, waste is red.
+SPAN_COLORS = {"queued": "#d9d9d9", "prefill": PALETTE[0], "decode": PALETTE[2], "held": PALETTE[1],
+               "preempted": PALETTE[4]}
+
+
+def gantt_figure(
+    timelines: Mapping[str, Sequence], title: str = "Request timelines", max_requests: int = 40
+) -> go.Figure:
+    """A Gantt chart of requests over time, one row per request, with a dropdown over ``timelines``.
+
+    timelines: name -> spans, each with ``request``, ``start``, ``end`` (seconds) and ``kind`` (a key
+    of ``SPAN_COLORS``), e.g. ``{"static": result.spans, "continuous": other.spans}`` from
+    ``companion.batchsim.simulate``. The first ``max_requests`` request ids of each timeline are
+    drawn; every timeline shares one time axis, so switching shows which finishes first.
+    """
+    if not timelines:
+        raise ValueError("timelines is empty: give at least one name -> list of spans")
+    if isinstance(max_requests, bool) or not isinstance(max_requests, int) or max_requests < 1:
+        raise ValueError(f"max_requests must be an int >= 1, got {max_requests!r}")
+    fig = go.Figure()
+    groups: list[range] = []
+    lo, hi, rows = np.inf, -np.inf, 0
+    for name, spans in timelines.items():
+        spans = list(spans)
+        if not spans:
+            raise ValueError(f"timeline {name!r} has no spans")
+        for s in spans:
+            fields = all(hasattr(s, a) for a in ("request", "start", "end"))
+            if getattr(s, "kind", None) not in SPAN_COLORS or not fields:
+                raise ValueError(f"timeline {name!r}: every span needs request, start, end and a kind in "
+                                 f"{sorted(SPAN_COLORS)}, got {s!r}")
+        shown = set(sorted({s.request for s in spans})[:max_requests])
+        spans = [s for s in spans if s.request in shown]
+        lo, hi, rows = min(lo, min(s.start for s in spans)), max(hi, max(s.end for s in spans)), max(rows, len(shown))
+        first = len(fig.data)
+        for kind, color in SPAN_COLORS.items():
+            of_kind = [s for s in spans if s.kind == kind]
+            if of_kind:
+                fig.add_trace(go.Bar(
+                    x=[s.end - s.start for s in of_kind], base=[s.start for s in of_kind],
+                    y=[s.request for s in of_kind], orientation="h", name=kind, marker_color=color,
+                    customdata=[[s.start, s.end] for s in of_kind],
+                    hovertemplate=f"request %{{y}}: {kind}<br>%{{customdata[0]:.4g}} s → %{{customdata[1]:.4g}} s"
+                                  f"<extra>{html.escape(str(name))}</extra>",
+                ))
+        groups.append(range(first, len(fig.data)))
+    n = len(fig.data)
+    buttons = [dict(label=str(name), method="update", args=[{"visible": [i in group for i in range(n)]}])
+               for name, group in zip(timelines, groups)]
+    for i, trace in enumerate(fig.data):
+        trace.visible = i in groups[0]
+    pad = 0.02 * (hi - lo) or 1.0
+    fig.update_layout(
+        title=title, barmode="overlay", bargap=0.25, height=max(350, 150 + 14 * rows),
+        xaxis=dict(title="time (s)", range=[lo - pad, hi + pad]),
+        yaxis=dict(title="request", autorange="reversed"),
+        updatemenus=[dict(buttons=buttons, direction="down", showactive=True, x=1.0, xanchor="right", y=1.01,
+                          yanchor="bottom")],
+    )
+    return fig

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import plotly.graph_objects as go
@@ -177,3 +178,34 @@ def test_attention_views_reject_bad_input():
         viz.visible_whitespace(b" if")
     with pytest.raises(ValueError, match="reference names"):
         viz.layer_head_figure({"entropy": np.ones((2, 2))}, reference={"entropi": 1.0})
+
+
+def test_gantt_figure_draws_each_timeline_by_kind_with_a_dropdown():
+    from companion.batchsim import Span
+
+    static = [Span(0, 0.0, 6.0, "prefill"), Span(0, 6.0, 8.0, "held"), Span(1, 0.0, 6.0, "prefill"),
+              Span(1, 6.0, 8.0, "decode"), Span(2, 0.0, 8.0, "queued"), Span(2, 8.0, 9.0, "prefill")]
+    continuous = [Span(0, 0.0, 5.0, "prefill"), Span(1, 0.0, 5.0, "prefill"), Span(1, 5.0, 7.5, "decode")]
+    fig = viz.gantt_figure({"static": static, "continuous": continuous})
+    assert [t.name for t in fig.data] == ["queued", "prefill", "decode", "held", "prefill", "decode"]
+    assert [t.visible for t in fig.data] == [True] * 4 + [False] * 2
+    prefill = fig.data[1]
+    assert list(prefill.y) == [0, 1, 2] and list(prefill.base) == [0.0, 0.0, 8.0] and list(prefill.x) == [6.0, 6.0, 1.0]
+    buttons = fig.layout.updatemenus[0].buttons
+    assert [b.label for b in buttons] == ["static", "continuous"]
+    assert buttons[1].args[0]["visible"] == [False] * 4 + [True] * 2
+    assert fig.layout.xaxis.range[0] < 0 < 9 < fig.layout.xaxis.range[1]  # one axis for both timelines
+    few = viz.gantt_figure({"static": static}, max_requests=2)
+    assert all(max(t.y) <= 1 for t in few.data) and "queued" not in [t.name for t in few.data]
+
+
+@pytest.mark.parametrize("timelines, kwargs, match", [
+    ({}, {}, "timelines is empty"),
+    ({"a": []}, {}, "timeline 'a' has no spans"),
+    ({"a": [(0, 0.0, 1.0, "decode")]}, {}, "every span needs request, start, end and a kind"),
+    ({"a": [SimpleNamespace(request=0, start=0.0, end=1.0, kind="running")]}, {}, "a kind in"),
+    ({"a": None}, {"max_requests": 0}, "max_requests must be an int >= 1"),
+])
+def test_gantt_figure_rejects_bad_input(timelines, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        viz.gantt_figure(timelines, **kwargs)

@@ -1,4 +1,5 @@
-"""Seeded synthetic data with a known ground truth: a fraud-detection table with rare positives.
+"""Seeded synthetic data with a known ground truth: a fraud-detection table with rare positives, and
+a stream of LLM requests for the serving chapters.
 
 Legitimate rows are N(0, I). Fraud rows are N(μ, I) with μ = ``FRAUD_SHIFT`` on the first
 ``N_INFORMATIVE`` features and 0 elsewhere, so the classes overlap but can be told apart. Because
@@ -8,8 +9,15 @@ of the features are noise. What makes the task hard is the base rate, not the ge
 
     >>> X, y = make_fraud(100_000, fraud_rate=1e-3)  # (100000, 16) float32, exactly 100 ones in y
 
+``request_trace`` draws LLM requests: prompt and output lengths log-normal (production traces are
+right-skewed: most replies are short, a few are long), arrivals all at once or a Poisson process.
+
+    >>> trace = request_trace(1000, rate=20.0)  # arrival, prompt_len, output_len: (1000,) each
+
 References:
 - scikit-learn docs, ``sklearn.model_selection.train_test_split`` (stratified splitting).
+- Kwon et al., "Efficient Memory Management for Large Language Model Serving with PagedAttention"
+  (SOSP 2023), Fig. 11: ShareGPT and Alpaca input/output lengths, long-tailed.
 - Saito & Rehmsmeier, "The Precision-Recall Plot Is More Informative than the ROC Plot When
   Evaluating Binary Classifiers on Imbalanced Datasets" (PLOS ONE, 2015).
 """
@@ -17,6 +25,8 @@ References:
 from __future__ import annotations
 
 import math
+import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -89,3 +99,108 @@ def train_val_test_split(
         stratify=y_rest if stratify else None,
     )
     return (X_train, y_train), (X_val, y_val), (X_test, y_test)
+
+
+# ---------------------------------------------------------------------------------------------
+# LLM request traces
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestTrace:
+    """n requests: ``arrival`` (n,) float64 seconds, non-decreasing; ``prompt_len`` and ``output_len``
+    (n,) int64, each >= 1, with prompt_len + output_len <= ``max_len`` (the model's context)."""
+
+    arrival: np.ndarray
+    prompt_len: np.ndarray
+    output_len: np.ndarray
+    max_len: int
+
+    def __post_init__(self):
+        arrival = np.asarray(self.arrival, dtype=np.float64)
+        prompt, output = np.asarray(self.prompt_len), np.asarray(self.output_len)
+        if arrival.ndim != 1 or len(arrival) == 0 or prompt.shape != arrival.shape or output.shape != arrival.shape:
+            raise ValueError(f"arrival, prompt_len and output_len must be 1-D, non-empty and of one length, got shapes "
+                             f"{arrival.shape}, {prompt.shape} and {output.shape}")
+        for name, a in (("prompt_len", prompt), ("output_len", output)):
+            if not np.issubdtype(a.dtype, np.integer) or a.min() < 1:
+                raise ValueError(f"{name} must hold integers >= 1, got dtype {a.dtype} with minimum {a.min()}")
+        if not np.isfinite(arrival).all() or arrival.min() < 0 or np.any(np.diff(arrival) < 0):
+            raise ValueError("arrival must be finite, >= 0 and non-decreasing (requests in arrival order)")
+        longest = int((prompt + output).max())
+        if isinstance(self.max_len, bool) or not isinstance(self.max_len, (int, np.integer)) or self.max_len < longest:
+            raise ValueError(f"max_len must be an int >= the longest prompt_len + output_len ({longest}), "
+                             f"got {self.max_len!r}")
+        object.__setattr__(self, "arrival", arrival)
+        object.__setattr__(self, "prompt_len", prompt.astype(np.int64))
+        object.__setattr__(self, "output_len", output.astype(np.int64))
+        object.__setattr__(self, "max_len", int(self.max_len))
+
+    def __len__(self) -> int:
+        return len(self.arrival)
+
+    def subset(self, idx) -> RequestTrace:
+        """The requests at ``idx`` (a slice, an index array or a boolean mask), kept in arrival order."""
+        keep = np.sort(np.arange(len(self))[idx])
+        return RequestTrace(self.arrival[keep], self.prompt_len[keep], self.output_len[keep], self.max_len)
+
+
+def request_trace(
+    n: int,
+    seed: int = 0,
+    prompt_median: float = 24,
+    output_median: float = 32,
+    sigma: float = 0.8,
+    max_len: int = 128,
+    rate: float | None = None,
+) -> RequestTrace:
+    """n requests with log-normal lengths and, when ``rate`` is given, Poisson arrivals (requests/s).
+
+    Each length is ``round(median · exp(sigma · z))``, z ~ N(0, 1), at least 1. A (prompt, output)
+    pair longer than ``max_len`` in total is drawn again, both lengths, until it fits: the lengths
+    follow the log-normal conditioned on fitting the context. (Clipping would instead pile the
+    excess mass up at the cap, a spike of max-length requests no real trace has.)
+
+    With ``rate=None`` every request arrives at t = 0 (an offline batch job); otherwise the gaps
+    between arrivals are exponential with mean 1 / rate. Lengths and arrivals use separate random
+    streams, so the same seed gives the same lengths at every rate.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    for name, value in (("prompt_median", prompt_median), ("output_median", output_median)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not 0 <= sigma < math.inf:
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 2:
+        raise ValueError(f"max_len must be an int >= 2 (one prompt token and one output token), got {max_len!r}")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 < rate < math.inf):
+        raise ValueError(f"rate must be None (all arrive at t = 0) or a finite number > 0, got {rate!r}")
+
+    length_seed, arrival_seed = np.random.SeedSequence(seed).spawn(2)
+    rng = np.random.default_rng(length_seed)
+    prompt, output = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    todo = np.arange(n)
+    for _ in range(1000):  # each round redraws only the pairs that did not fit
+        p = _lognormal_lengths(rng, prompt_median, sigma, len(todo))
+        o = _lognormal_lengths(rng, output_median, sigma, len(todo))
+        prompt[todo], output[todo] = p, o
+        todo = todo[p + o > max_len]
+        if len(todo) == 0:
+            break
+    else:
+        raise ValueError(f"prompt_median={prompt_median} and output_median={output_median} (sigma={sigma}) rarely "
+                         f"fit max_len={max_len}; lower the medians or raise max_len")
+    if rate is None:
+        arrival = np.zeros(n)
+    else:
+        arrival = np.cumsum(np.random.default_rng(arrival_seed).exponential(1.0 / rate, size=n))
+    return RequestTrace(arrival, prompt, output, int(max_len))
+
+
+def _lognormal_lengths(rng: np.random.Generator, median: float, sigma: float, size: int) -> np.ndarray:
+    """round(median · exp(sigma · z)) clipped below at 1: (size,) int64."""
+    return np.maximum(1, np.rint(median * np.exp(sigma * rng.standard_normal(size)))).astype(np.int64)
+
+
+__all__ = ["FRAUD_SHIFT", "N_INFORMATIVE", "RequestTrace", "make_fraud", "request_trace", "train_val_test_split"]
