@@ -333,14 +333,16 @@ class PagedKVCache:
             self.k[:, dst] = self.k[:, src]
             self.v[:, dst] = self.v[:, src]
 
-    def slots(self, seq: Hashable, start: int, end: int) -> torch.Tensor:
+    def slots(self, seq: Hashable, start: int, end: int) -> list[int]:
         """Flat slot indices (block · block_size + offset) of token positions start … end−1 of ``seq``."""
-        table = torch.tensor(self.allocator.block_table(seq), dtype=torch.long)
-        positions = torch.arange(start, end)
-        return table[positions // self.block_size] * self.block_size + positions % self.block_size
+        table, bs = self.allocator._table(seq), self.block_size
+        if not 0 <= start <= end <= len(table) * bs:
+            raise ValueError(f"positions {start}..{end - 1} are outside sequence {seq!r}'s {len(table)} blocks")
+        return [table[p // bs] * bs + p % bs for p in range(start, end)]
 
-    def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    def write(self, layer: int, slots: torch.Tensor | list[int], k: torch.Tensor, v: torch.Tensor) -> None:
         """Store k, v (N, H_kv, head_dim) at flat ``slots`` (N,) of one layer's pools."""
+        slots = torch.as_tensor(slots, dtype=torch.long)
         n_blocks, bs, h_kv, hd = self.k.shape[1:]
         if k.shape != v.shape or k.shape != (slots.shape[0], h_kv, hd):
             raise ValueError(f"k and v must be (N={slots.shape[0]}, H_kv={h_kv}, head_dim={hd}), "
@@ -387,13 +389,24 @@ def paged_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor,
             bool((context_lens > capacity).any()):
         raise ValueError(f"need context_lens and query_lens of shape (B={b},) with 1 <= query_lens <= T_q={t_q} "
                          f"and query_lens <= context_lens <= {capacity} (the blocks in the tables)")
-    k, v = gather_kv(k_pool, block_tables), gather_kv(v_pool, block_tables)  # (B, H_kv, capacity, hd)
+    return attend_paged(q, k_pool, v_pool, block_tables, paged_mask(context_lens, query_lens, t_q, capacity))
+
+
+def paged_mask(context_lens: torch.Tensor, query_lens: torch.Tensor, t_q: int, capacity: int) -> torch.Tensor:
+    """(B, 1, T_q, capacity) bool: query i of sequence b sees keys up to its position, within the context."""
     q_pos = (context_lens - query_lens)[:, None] + torch.arange(t_q)[None, :]  # (B, T_q)
     k_pos = torch.arange(capacity)
     mask = (k_pos[None, None, :] <= q_pos[:, :, None]) & (k_pos[None, None, :] < context_lens[:, None, None])
-    return F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask[:, None],
-                                          enable_gqa=h != k.shape[1])
+    return mask[:, None]
 
 
-__all__ = ["BlockAllocator", "OutOfBlocks", "PagedKVCache", "PrefixStats", "default_block_hash", "gather_kv",
-           "paged_attention"]
+def attend_paged(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, block_tables: torch.Tensor,
+                 mask: torch.Tensor) -> torch.Tensor:
+    """``paged_attention`` without the checks, with its mask precomputed (one mask serves every layer of a step)."""
+    k, v = gather_kv(k_pool, block_tables), gather_kv(v_pool, block_tables)  # (B, H_kv, capacity, hd)
+    return F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask,
+                                          enable_gqa=q.shape[1] != k.shape[1])
+
+
+__all__ = ["BlockAllocator", "OutOfBlocks", "PagedKVCache", "PrefixStats", "attend_paged", "default_block_hash",
+           "gather_kv", "paged_attention", "paged_mask"]

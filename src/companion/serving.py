@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 import torch
 
 from .attention import apply_rope
+from .batchsim import LatencyStats, Span, latency_stats
 from .decoding import SamplingConfig, next_token_logits, pick_next
-from .paged import OutOfBlocks, PagedKVCache, paged_attention
+from .paged import OutOfBlocks, PagedKVCache, attend_paged, paged_mask
 
 GREEDY = SamplingConfig(greedy=True)
 
@@ -92,7 +93,29 @@ class StepStats:
     decode_tokens: int  # sequences that decoded one token
     blocks_used: int
     preempted: int  # sequences preempted while scheduling this step
-    scheduled: tuple[int, ...] = ()  # ids of the sequences in the batch
+    prefill_ids: tuple[int, ...] = ()  # sequences that ran a prompt (or recompute) chunk
+    decode_ids: tuple[int, ...] = ()  # sequences that decoded one token
+    preempted_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Sequences whose queries attend together: their flat token rows and the padded (B, T_q) layout."""
+
+    tokens: torch.Tensor  # (n,) rows of the flat batch
+    dest: torch.Tensor  # (n,) where each sits in the padded (B · T_q) layout
+    t_q: int
+    tables: torch.Tensor  # (B, blocks)
+    mask: torch.Tensor  # (B, 1, T_q, capacity)
+
+    def attend(self, q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor) -> torch.Tensor:
+        """q (n, H, hd) -> attention output (n, H, hd), keys and values read through the block tables."""
+        b, h, hd = self.tables.shape[0], q.shape[1], q.shape[2]
+        if self.t_q > 1:
+            q = q.new_zeros(b * self.t_q, h, hd).index_copy_(0, self.dest, q)
+        out = attend_paged(q.view(b, self.t_q, h, hd).transpose(1, 2), k_pool, v_pool, self.tables, self.mask)
+        out = out.transpose(1, 2).reshape(b * self.t_q, h, hd)
+        return out[self.dest] if self.t_q > 1 else out
 
 
 class Engine:
@@ -130,12 +153,13 @@ class Engine:
         start = time.perf_counter()
         batch, preempted = self._schedule()
         # a decode feeds back the last sampled token; anything else is prompt (or recomputed) tokens
-        decodes = sum(1 for seq, n in batch if n == 1 and seq.output and seq.num_computed == len(seq.tokens) - 1)
+        decoding = [seq.id for seq, n in batch if n == 1 and seq.output and seq.num_computed == len(seq.tokens) - 1]
+        prefilling = [seq.id for seq, _ in batch if seq.id not in decoding]
         blocks_used = self.cache.allocator.num_used
         finished = self._sample(batch, self._forward(batch)) if batch else []
         self.steps.append(StepStats(start, time.perf_counter(), len(batch), len(self.waiting),
-                                    sum(n for _, n in batch) - decodes, decodes, blocks_used, preempted,
-                                    tuple(seq.id for seq, _ in batch)))
+                                    sum(n for _, n in batch) - len(decoding), len(decoding), blocks_used,
+                                    len(preempted), tuple(prefilling), tuple(decoding), tuple(preempted)))
         return finished
 
     def run(self, requests: Sequence[Request] = ()) -> list[list[int]]:
@@ -145,12 +169,59 @@ class Engine:
             self.step()
         return [self.sequences[i].output for i in ids]
 
+    # --- what it measured ------------------------------------------------------------------------
+
+    def latency(self) -> LatencyStats:
+        """TTFT, inter-token latency, end-to-end latency and throughput of the finished requests (seconds)."""
+        done = [s for s in self.sequences.values() if s.finished]
+        if not done:
+            raise ValueError("no request has finished yet: run the engine first")
+        t0 = min(s.arrival_time for s in done)
+        return latency_stats([s.arrival_time - t0 for s in done], [[t - t0 for t in s.token_times] for s in done])
+
+    def kv_utilization(self) -> tuple[list[float], list[float]]:
+        """(seconds since the first step, fraction of KV blocks in use) at every step."""
+        if not self.steps:
+            return [], []
+        t0 = self.steps[0].start
+        return [s.start - t0 for s in self.steps], [s.blocks_used / self.config.num_blocks for s in self.steps]
+
+    def spans(self) -> list[Span]:
+        """Each request's life as ``batchsim.Span``s: queued, prefill, decode, preempted (for ``viz.gantt_figure``)."""
+        if not self.steps:
+            return []
+        t0 = min(min(s.arrival_time for s in self.sequences.values()), self.steps[0].start)
+        states: dict[int, list[tuple[int, str]]] = {i: [] for i in self.sequences}  # (step index, state)
+        for i, step in enumerate(self.steps):
+            for kind, ids in (("preempted", step.preempted_ids), ("prefill", step.prefill_ids),
+                              ("decode", step.decode_ids)):
+                for seq_id in ids:
+                    states[seq_id].append((i, kind))
+        spans = []
+        for seq_id, marks in states.items():
+            seq = self.sequences[seq_id]
+            if not marks:
+                continue
+            ends = [self.steps[i].end - t0 for i, _ in marks]
+            starts = [self.steps[i].start - t0 for i, _ in marks]
+            spans.append(Span(seq_id, seq.arrival_time - t0, starts[0], "queued"))
+            run_start = starts[0]
+            for j, (i, kind) in enumerate(marks):
+                nxt = marks[j + 1] if j + 1 < len(marks) else None
+                if kind == "preempted":  # out of the batch until it is scheduled again
+                    spans.append(Span(seq_id, starts[j], starts[j + 1] if nxt else ends[j], "preempted"))
+                    run_start = starts[j + 1] if nxt else ends[j]
+                elif nxt is None or nxt[1] != kind:
+                    spans.append(Span(seq_id, run_start, ends[j], kind))
+                    run_start = ends[j] if nxt is None or nxt[1] == "preempted" else starts[j + 1]
+        return [s for s in spans if s.end > s.start]
+
     # --- scheduling -----------------------------------------------------------------------------
 
-    def _schedule(self) -> tuple[list[tuple[Sequence_, int]], int]:
+    def _schedule(self) -> tuple[list[tuple[Sequence_, int]], list[int]]:
         """Pick (sequence, number of new tokens) pairs for this step, preempting when blocks run out."""
         cfg, alloc = self.config, self.cache.allocator
-        budget, batch, preempted = cfg.max_batched_tokens, [], 0
+        budget, batch, preempted = cfg.max_batched_tokens, [], []
         i = 0
         while i < len(self.running) and budget > 0:
             seq = self.running[i]
@@ -163,7 +234,7 @@ class Engine:
                 except OutOfBlocks:
                     victim = self.running.pop()
                     self._preempt(victim)
-                    preempted += 1
+                    preempted.append(victim.id)
                     if victim is seq:
                         break
             if i >= len(self.running):
@@ -201,45 +272,53 @@ class Engine:
     def _forward(self, batch: list[tuple[Sequence_, int]]) -> torch.Tensor:
         """One pass over every scheduled token; returns the logits (B, V) at each sequence's last scheduled token."""
         model, cache = self.model, self.cache
-        cfg = model.cfg
-        ids, positions, slots, dest, last = [], [], [], [], []
-        t_q = max(n for _, n in batch)
-        for b, (seq, n) in enumerate(batch):
+        ids, positions, slots, last = [], [], [], []
+        for seq, n in batch:
             start = seq.num_computed
             ids += seq.tokens[start:start + n]
             positions += range(start, start + n)
-            slots.append(cache.slots(seq.id, start, start + n))
-            dest += range(b * t_q, b * t_q + n)  # where each flat token sits in the padded (B, T_q) layout
+            slots += cache.slots(seq.id, start, start + n)
             last.append(len(ids) - 1)
             seq.num_computed += n
-        ids, positions = torch.tensor(ids), torch.tensor(positions)
-        slots, dest = torch.cat(slots), torch.tensor(dest)
-        tables = cache.block_tables([seq.id for seq, _ in batch])
-        context = torch.tensor([seq.num_computed for seq, _ in batch])
-        query_lens = torch.tensor([n for _, n in batch])
-        b, n_head, hd = len(batch), cfg.n_head, cfg.n_embd // cfg.n_head
-
-        x = model.wte(ids)  # (N, d): every new token of every sequence, flattened
+        positions, slots = torch.tensor(positions), torch.tensor(slots)
+        groups = self._attention_groups(batch)
+        x = model.wte(torch.tensor(ids))  # (N, d): every new token of every sequence, flattened
         if model.wpe is not None:
             x = x + model.wpe(positions)
         for layer, block in enumerate(model.blocks):
             attn = block.attn
             h = block.ln_1(x)
+            n_head, n_kv, hd = attn.cfg.n_heads, attn.cfg.n_kv_heads, attn.head_dim
             q = attn.q_proj(h).view(-1, n_head, hd)  # (N, H, hd)
-            k = attn.k_proj(h).view(-1, attn.cfg.n_kv_heads, hd)  # (N, H_kv, hd)
-            v = attn.v_proj(h).view(-1, attn.cfg.n_kv_heads, hd)
+            k = attn.k_proj(h).view(-1, n_kv, hd)  # (N, H_kv, hd)
+            v = attn.v_proj(h).view(-1, n_kv, hd)
             if attn.cfg.positions == "rope":
                 q = apply_rope(q.transpose(0, 1)[None], attn.rope_cos, attn.rope_sin, positions)[0].transpose(0, 1)
                 k = apply_rope(k.transpose(0, 1)[None], attn.rope_cos, attn.rope_sin, positions)[0].transpose(0, 1)
             cache.write(layer, slots, k, v)
-            padded = q.new_zeros(b * t_q, n_head, hd)
-            padded[dest] = q
-            out = paged_attention(padded.view(b, t_q, n_head, hd).transpose(1, 2), cache.k[layer], cache.v[layer],
-                                  tables, context, query_lens)  # (B, H, T_q, hd)
-            out = out.transpose(1, 2).reshape(b * t_q, n_head * hd)[dest]  # (N, d)
-            x = x + attn.out_proj(out)
+            out = q.new_empty(q.shape)  # (N, H, hd), contiguous whatever the layout of q
+            for g in groups:
+                out[g.tokens] = g.attend(q[g.tokens], cache.k[layer], cache.v[layer])
+            x = x + attn.out_proj(out.view(-1, n_head * hd))
             x = x + block.mlp(block.ln_2(x))
         return model.lm_head(model.ln_f(x[torch.tensor(last)]))  # (B, V)
+
+    def _attention_groups(self, batch: list[tuple[Sequence_, int]]) -> list[_Group]:
+        """Decodes (one query each) and prompt chunks attend separately, so decodes are not padded to a chunk's length."""
+        groups, offset, members = [], 0, {True: [], False: []}
+        for seq, n in batch:
+            members[n == 1].append((seq, range(offset, offset + n)))
+            offset += n
+        for rows in members.values():
+            if rows:
+                tables = self.cache.block_tables([seq.id for seq, _ in rows])
+                lens = torch.tensor([len(r) for _, r in rows])
+                t_q = int(lens.max())
+                context = torch.tensor([seq.num_computed for seq, _ in rows])
+                dest = torch.cat([torch.arange(b * t_q, b * t_q + len(r)) for b, (_, r) in enumerate(rows)])
+                groups.append(_Group(torch.tensor([i for _, r in rows for i in r]), dest, t_q, tables,
+                                     paged_mask(context, lens, t_q, tables.shape[1] * self.cache.block_size)))
+        return groups
 
     def _sample(self, batch: list[tuple[Sequence_, int]], logits: torch.Tensor) -> list[Sequence_]:
         """Pick the next token of each sequence that has computed all its known tokens; retire finished ones."""
@@ -290,4 +369,93 @@ class Engine:
                              f"(num_blocks={self.config.num_blocks} × block_size={self.config.block_size})")
 
 
-__all__ = ["Engine", "EngineConfig", "GREEDY", "Request", "StepStats"]
+
+
+def serve(engine: Engine, requests: Sequence[Request]) -> list[list[int]]:
+    """Replay ``requests`` in real time: each joins the engine at its ``arrival`` (seconds after the start).
+
+    Between arrivals an idle engine sleeps, as a server does. Latencies are measured from each
+    request's scheduled arrival, so time spent queued counts. Returns the outputs in request order.
+    """
+    order = sorted(range(len(requests)), key=lambda i: requests[i].arrival)
+    if any(requests[i].arrival < 0 for i in order):
+        raise ValueError("request arrivals must be >= 0 seconds")
+    ids: dict[int, int] = {}
+    t0, nxt = time.perf_counter(), 0
+    while nxt < len(order) or engine.has_unfinished():
+        now = time.perf_counter() - t0
+        while nxt < len(order) and requests[order[nxt]].arrival <= now:
+            i = order[nxt]
+            ids[i] = engine.add_request(requests[i])
+            engine.sequences[ids[i]].arrival_time = t0 + requests[i].arrival
+            nxt += 1
+        if engine.has_unfinished():
+            engine.step()
+        elif nxt < len(order):
+            time.sleep(max(0.0, requests[order[nxt]].arrival - (time.perf_counter() - t0)))
+    return [engine.sequences[ids[i]].output for i in range(len(requests))]
+
+# ---------------------------------------------------------------------------------------------
+# Baselines: static batching with Hugging Face generate
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StaticRun:
+    """What a static-batching baseline produced: outputs, and the wall-clock time of every output token."""
+
+    outputs: list[list[int]]
+    arrival_time: float
+    token_times: list[list[float]]
+    batches: list[tuple[float, float, list[int]]]  # (start, end, request indices) per generate call
+
+
+class _StepClock:
+    """A ``transformers`` streamer that only notes when each generation step produced its tokens."""
+
+    def __init__(self):
+        self.times: list[float] = []
+        self._prompt_seen = False
+
+    def put(self, value) -> None:
+        if self._prompt_seen:  # the first call hands over the prompt, not a new token
+            self.times.append(time.perf_counter())
+        self._prompt_seen = True
+
+    def end(self) -> None:
+        pass
+
+
+@torch.no_grad()
+def hf_static_batching(hf_model, requests: Sequence[Request], batch_size: int, pad_token_id: int = 0) -> StaticRun:
+    """Serve ``requests`` in arrival order, ``batch_size`` at a time, with ``hf_model.generate`` (greedy).
+
+    Each batch is left-padded to its longest prompt and decodes until its longest request is done
+    (``generate`` takes one ``max_new_tokens`` per call); shorter requests keep their slot idle.
+    Their own tokens are cut at their ``max_new_tokens``.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if any(not r.sampling.greedy or r.stop_token is not None for r in requests):
+        raise ValueError("the static-batching baseline serves greedy requests without stop tokens only")
+    arrival = time.perf_counter()
+    outputs, times, batches = [], [], []
+    for first in range(0, len(requests), batch_size):
+        group = requests[first:first + batch_size]
+        width, longest = max(len(r.prompt) for r in group), max(r.max_new_tokens for r in group)
+        if width + longest > hf_model.config.n_positions:
+            raise ValueError(f"requests {first}..{first + len(group) - 1}: the longest prompt ({width}) plus the longest "
+                             f"output ({longest}) exceeds the model's {hf_model.config.n_positions} positions; a "
+                             f"static batch runs every row for the longest output")
+        ids = torch.tensor([[pad_token_id] * (width - len(r.prompt)) + list(r.prompt) for r in group])
+        mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in group])
+        clock, start = _StepClock(), time.perf_counter()
+        out = hf_model.generate(ids, attention_mask=mask, max_new_tokens=longest,
+                                do_sample=False, use_cache=True, pad_token_id=pad_token_id, streamer=clock)
+        batches.append((start, time.perf_counter(), list(range(first, first + len(group)))))
+        for row, r in enumerate(group):
+            outputs.append(out[row, width:width + r.max_new_tokens].tolist())
+            times.append(clock.times[:r.max_new_tokens])
+    return StaticRun(outputs, arrival, times, batches)
+
+__all__ = ["Engine", "EngineConfig", "GREEDY", "Request", "StaticRun", "StepStats", "hf_static_batching", "serve"]

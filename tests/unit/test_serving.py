@@ -141,3 +141,29 @@ def test_bad_requests_and_configs_are_refused_clearly():
         engine.add_request(([1], 3))
     with pytest.raises(ValueError, match="max_num_seqs must be an int >= 1"):
         EngineConfig(max_num_seqs=0)
+
+
+def test_metrics_spans_and_utilization_describe_the_run():
+    from companion.serving import serve
+
+    model = model_of()
+    requests = [Request(r.prompt, r.max_new_tokens, arrival=0.002 * i) for i, r in enumerate(requests_of(8, seed=5))]
+    engine = Engine(model, EngineConfig(num_blocks=10, block_size=4, max_num_seqs=4, max_batched_tokens=16))
+    assert serve(engine, requests) == one_at_a_time(model, requests)
+    stats = engine.latency()
+    assert len(stats.ttft) == 8 and (stats.ttft > 0).all() and (stats.e2e >= stats.ttft).all()
+    assert len(stats.itl) == sum(r.max_new_tokens - 1 for r in requests)
+    times, used = engine.kv_utilization()
+    assert len(times) == len(engine.steps) and max(used) <= 1.0 and max(used) > 0.5
+    spans = engine.spans()
+    kinds = {s.kind for s in spans}
+    assert {"queued", "prefill", "decode"} <= kinds
+    if any(s.preempted for s in engine.steps):
+        assert "preempted" in kinds
+    for seq_id, seq in engine.sequences.items():  # each request's spans tile its life, in order
+        own = [s for s in spans if s.request == seq_id]
+        assert all(a.end <= b.start + 1e-9 for a, b in zip(own, own[1:]))
+        t0 = min(s.arrival_time for s in engine.sequences.values())
+        assert own[-1].end == pytest.approx(seq.token_times[-1] - t0, abs=5e-3)
+    with pytest.raises(ValueError, match="no request has finished"):
+        Engine(model).latency()
