@@ -31,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -408,5 +409,69 @@ def attend_paged(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, bl
                                           enable_gqa=q.shape[1] != k.shape[1])
 
 
-__all__ = ["BlockAllocator", "OutOfBlocks", "PagedKVCache", "PrefixStats", "attend_paged", "default_block_hash",
-           "gather_kv", "paged_attention", "paged_mask"]
+
+# ---------------------------------------------------------------------------------------------
+# Memory accounting: what each reservation policy wastes on a trace
+# ---------------------------------------------------------------------------------------------
+
+RESERVATIONS = ("max_len", "pow2", "oracle", "paged")
+
+
+def reserved_tokens(length: np.ndarray, final: np.ndarray, policy: str, max_len: int, block_size: int = 16) -> np.ndarray:
+    """KV slots held by a sequence of current ``length`` that will end at ``final`` tokens, under ``policy``.
+
+    - "max_len": the model's maximum length, reserved at admission (contiguous, static servers);
+    - "pow2": the final length rounded up to a power of two (a bucketed length predictor that is never wrong);
+    - "oracle": exactly the final length (a perfect predictor, still reserved up front);
+    - "paged": whole blocks of ``block_size`` as tokens arrive — only the last block is partly empty.
+    """
+    length, final = np.asarray(length), np.asarray(final)
+    if policy == "max_len":
+        return np.full_like(length, max_len)
+    if policy == "pow2":
+        return np.minimum(2 ** np.ceil(np.log2(np.maximum(final, 1))).astype(np.int64), max_len)
+    if policy == "oracle":
+        return final.copy()
+    if policy == "paged":
+        return -(-length // block_size) * block_size
+    raise ValueError(f"policy must be one of {RESERVATIONS}, got {policy!r}")
+
+
+def _decode_steps(prompt_len, output_len, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """(current length, final length) of every sequence at each of its decode steps, one row per step."""
+    prompt_len, output_len = np.asarray(prompt_len, dtype=np.int64), np.asarray(output_len, dtype=np.int64)
+    if prompt_len.shape != output_len.shape or prompt_len.ndim != 1 or len(prompt_len) == 0:
+        raise ValueError("prompt_len and output_len must be equal-length, non-empty 1-D arrays")
+    if (prompt_len < 1).any() or (output_len < 1).any() or (prompt_len + output_len > max_len).any():
+        raise ValueError(f"lengths must be >= 1 with prompt_len + output_len <= max_len={max_len}")
+    seq = np.repeat(np.arange(len(prompt_len)), output_len)
+    step = np.arange(len(seq)) - np.repeat(np.cumsum(output_len) - output_len, output_len) + 1
+    return prompt_len[seq] + step, (prompt_len + output_len)[seq]
+
+
+def reservation_waste(prompt_len, output_len, policy: str, max_len: int, block_size: int = 16) -> float:
+    """Fraction of reserved KV slots holding no token, averaged over every decode step of every sequence.
+
+    A sequence with prompt p and output o holds p + j tokens at its j-th decode step (j = 1 … o); the
+    waste is 1 − Σ used / Σ reserved over all those steps, as in the PagedAttention paper's accounting
+    of reserved, internally fragmented and used memory (Kwon et al., 2023, Fig. 2).
+    """
+    length, final = _decode_steps(prompt_len, output_len, max_len)
+    return float(1 - length.sum() / reserved_tokens(length, final, policy, max_len, block_size).sum())
+
+
+def concurrent_sequences(prompt_len, output_len, budget_tokens: int, policy: str, max_len: int,
+                         block_size: int = 16) -> float:
+    """Sequences a KV budget of ``budget_tokens`` sustains at once: the budget over the mean reservation per sequence.
+
+    The mean is taken over every decode step of every sequence (a sequence in steady state is at
+    a random point of its life): max_len reservation gives budget / max_len; paged gives about
+    budget / (mean current length).
+    """
+    if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, int) or budget_tokens < 1:
+        raise ValueError(f"budget_tokens must be an int >= 1, got {budget_tokens!r}")
+    length, final = _decode_steps(prompt_len, output_len, max_len)
+    return budget_tokens / float(reserved_tokens(length, final, policy, max_len, block_size).mean())
+
+__all__ = ["BlockAllocator", "OutOfBlocks", "PagedKVCache", "PrefixStats", "RESERVATIONS", "attend_paged", "concurrent_sequences",
+           "default_block_hash", "gather_kv", "paged_attention", "paged_mask", "reservation_waste", "reserved_tokens"]

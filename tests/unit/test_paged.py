@@ -263,3 +263,34 @@ class CollidingHashMachine(PagedCacheMachine):
 
 TestCollidingHashMachine = CollidingHashMachine.TestCase
 TestCollidingHashMachine.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
+
+
+def test_reservation_waste_matches_hand_arithmetic():
+    from companion.paged import concurrent_sequences, reservation_waste
+
+    # one sequence, prompt 3, output 2: it holds 4 then 5 tokens
+    assert reservation_waste([3], [2], "max_len", max_len=10) == pytest.approx(1 - 9 / 20)
+    assert reservation_waste([3], [2], "oracle", max_len=10) == pytest.approx(1 - 9 / 10)
+    assert reservation_waste([3], [2], "pow2", max_len=10) == pytest.approx(1 - 9 / 16)
+    assert reservation_waste([3], [2], "paged", max_len=10, block_size=4) == pytest.approx(1 - 9 / (4 + 8))
+    assert reservation_waste([3], [2], "paged", max_len=10, block_size=1) == 0.0
+    # steps hold 4, 5 tokens; paged(4) reserves 4, 8 (mean 6); max_len reserves 10: budget 60 sustains 10 vs 6
+    assert concurrent_sequences([3], [2], 60, "paged", max_len=10, block_size=4) == pytest.approx(10)
+    assert concurrent_sequences([3], [2], 60, "max_len", max_len=10) == pytest.approx(6)
+    with pytest.raises(ValueError, match="budget_tokens must be an int >= 1"):
+        concurrent_sequences([3], [2], 0, "paged", max_len=10)
+    with pytest.raises(ValueError, match="policy must be one of"):
+        reservation_waste([3], [2], "buddy", max_len=10)
+    with pytest.raises(ValueError, match="prompt_len \\+ output_len <= max_len=4"):
+        reservation_waste([3], [2], "paged", max_len=4)
+
+
+def test_paged_waste_is_a_few_percent_on_a_long_tailed_trace():
+    import numpy as np
+
+    from companion.paged import reservation_waste
+
+    rng = np.random.default_rng(0)
+    prompt, output = rng.integers(50, 400, 500), rng.integers(20, 600, 500)
+    waste = {p: reservation_waste(prompt, output, p, max_len=2048) for p in ("max_len", "pow2", "oracle", "paged")}
+    assert waste["paged"] < 0.04 < waste["oracle"] < waste["pow2"] < waste["max_len"]
