@@ -106,7 +106,7 @@ class _Group:
     dest: torch.Tensor  # (n,) where each sits in the padded (B · T_q) layout
     t_q: int
     tables: torch.Tensor  # (B, blocks)
-    mask: torch.Tensor  # (B, 1, T_q, capacity)
+    mask: torch.Tensor  # (B, 1, T_q, capacity), 0 where a query may attend and -inf elsewhere
 
     def attend(self, q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor) -> torch.Tensor:
         """q (n, H, hd) -> attention output (n, H, hd), keys and values read through the block tables."""
@@ -316,8 +316,9 @@ class Engine:
                 t_q = int(lens.max())
                 context = torch.tensor([seq.num_computed for seq, _ in rows])
                 dest = torch.cat([torch.arange(b * t_q, b * t_q + len(r)) for b, (_, r) in enumerate(rows)])
-                groups.append(_Group(torch.tensor([i for _, r in rows for i in r]), dest, t_q, tables,
-                                     paged_mask(context, lens, t_q, tables.shape[1] * self.cache.block_size)))
+                keep = paged_mask(context, lens, t_q, tables.shape[1] * self.cache.block_size)
+                bias = torch.zeros(keep.shape).masked_fill_(~keep, float("-inf"))  # additive: converted once per step
+                groups.append(_Group(torch.tensor([i for _, r in rows for i in r]), dest, t_q, tables, bias))
         return groups
 
     def _sample(self, batch: list[tuple[Sequence_, int]], logits: torch.Tensor) -> list[Sequence_]:
