@@ -200,7 +200,97 @@ def llm_internals(smoke: bool) -> list[Record]:
     return [r for part in tqdm(parts, desc="bench: llm_internals") for r in part(smoke)]
 
 
-SUITES = {"fundamentals": fundamentals, "llm_internals": llm_internals}
+def decode_step_pair(model, context: int, batch: int = 1) -> tuple[Callable[[], torch.Tensor], Callable[[], torch.Tensor]]:
+    """Two ways to produce the next token after ``context`` random tokens, (cached, uncached).
+
+    ``cached()`` runs one decode step of (batch, 1) against a ``KVCache`` already holding the
+    context, then rewinds the cache so that every call does the same work; ``uncached()`` reruns
+    the model over all context + 1 tokens, as generation without a cache does. Both return (batch,) ids.
+    """
+    from .kvcache import KVCache
+
+    if isinstance(context, bool) or not isinstance(context, int) or not 1 <= context < model.cfg.block_size:
+        raise ValueError(f"context must be an int in [1, block_size={model.cfg.block_size}), got {context!r}")
+    ids = torch.randint(0, model.cfg.vocab_size, (batch, context + 1), generator=torch.Generator().manual_seed(0))
+    cache = KVCache.for_model(model, batch=batch, max_len=context + 1)
+    with torch.no_grad():
+        model(ids[:, :context], cache=cache)  # prefill
+
+    @torch.no_grad()
+    def cached() -> torch.Tensor:
+        logits = model(ids[:, context:], cache=cache)  # (B, 1, V)
+        cache.length = context  # rewind: the next call rewrites the same slot
+        return logits[:, -1].argmax(-1)
+
+    @torch.no_grad()
+    def uncached() -> torch.Tensor:
+        return model(ids)[:, -1].argmax(-1)  # (B, context + 1, V): every position recomputed
+
+    return cached, uncached
+
+
+def hf_generate_record(model, prompt: torch.Tensor, new_tokens: int, repeat: int, params: dict | None = None) -> Record:
+    """Greedy ``kvcache.generate`` against ``GPT2LMHeadModel.generate(use_cache=True)`` on the same weights, tokens/s."""
+    from . import kvcache
+    from .decoding import SamplingConfig
+    from .model import to_hf_gpt2
+
+    hf, greedy = to_hf_gpt2(model), SamplingConfig(greedy=True)
+    mask = torch.ones_like(prompt)  # without it HF reads any prompt token equal to pad_token_id as padding
+
+    def ours():
+        return kvcache.generate(model, prompt, new_tokens, greedy)
+
+    @torch.no_grad()
+    def theirs():
+        return hf.generate(prompt, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False, use_cache=True,
+                           pad_token_id=0)
+
+    t_ours, t_ref = paired_seconds(ours, theirs, repeat, warmup=1)
+    return Record("kvcache.generate.tokens_per_s_ratio_vs_hf_generate", new_tokens / t_ours, new_tokens / t_ref,
+                  "transformers GPT2LMHeadModel.generate(use_cache=True)", "tokens/s", t_ref / t_ours, "≥ 1.0", 1.0,
+                  {"prompt_tokens": prompt.shape[1], "new_tokens": new_tokens, "batch": prompt.shape[0],
+                   "decoding": "greedy", **(params or {})})
+
+
+def kvcache_records(smoke: bool) -> list[Record]:
+    """The KV cache: one decode step at 1,024 tokens of context against recomputing, and generate against HF's.
+
+    A MiniGPT of the book's shape (4 layers, d = 192, 4 heads, vocabulary 1,024), randomly
+    initialized: the time of a forward pass does not depend on the values of the weights. One thread.
+    """
+    from .model import GPTConfig, MiniGPT
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the model is small: one core is faster than two and far less noisy
+    try:
+        torch.manual_seed(0)
+        shape = dict(vocab_size=1024, n_layer=4, n_head=4, n_embd=192)
+        model = MiniGPT(GPTConfig(block_size=1088, **shape)).eval()
+        params = {**shape, "weights": "random init (timing does not depend on their values)", "threads": 1}
+        progress = tqdm(total=2, desc="bench: kvcache")
+        cached, uncached = decode_step_pair(model, 1024)
+        t_cached, t_uncached = paired_seconds(cached, uncached, repeat=3 if smoke else 9, warmup=1)
+        decode = Record("kvcache.decode_1024.speedup_vs_no_cache", 1 / t_cached, 1 / t_uncached,
+                        "companion MiniGPT without a cache (full forward over the context)", "tokens/s",
+                        t_uncached / t_cached, "≥ 10×", 10.0, {**params, "context": 1024, "batch": 1})
+        progress.update()
+        prompt = torch.randint(0, 1024, (1, 32), generator=torch.Generator().manual_seed(1))
+        versus_hf = hf_generate_record(model, prompt, 16 if smoke else 96, repeat=3 if smoke else 5, params=params)
+        progress.update()
+        progress.close()
+    finally:
+        torch.set_num_threads(threads)
+    return [decode, versus_hf]
+
+
+def llm_serving(smoke: bool) -> list[Record]:
+    """Part VI cores: the KV cache against recomputation and against transformers' generate."""
+    parts = (kvcache_records,)
+    return [r for part in tqdm(parts, desc="bench: llm_serving") for r in part(smoke)]
+
+
+SUITES = {"fundamentals": fundamentals, "llm_internals": llm_internals, "llm_serving": llm_serving}
 
 
 def run(smoke: bool, suites: list[str] | None = None) -> list[Record]:

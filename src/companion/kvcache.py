@@ -12,6 +12,8 @@ Two caches with the same interface:
   O(T) bytes moved per step, O(T²) over a generation.
 
 Both store H_kv heads, not H: with grouped-query attention the cache shrinks by H / H_kv.
+``Int8KVCache`` has the same interface and stores int8 numbers plus float scales, a quarter of
+fp32's bytes (half of fp16's); ``write`` hands attention dequantized floats.
 
     >>> cache = KVCache.for_model(model, batch=1)
     >>> logits = model(prompt_ids, cache=cache)           # prefill: cache.length == T
@@ -32,7 +34,7 @@ import torch
 class LayerView:
     """What one attention layer sees of the cache: where new tokens go and everything stored so far."""
 
-    def __init__(self, cache: KVCache | ConcatKVCache, layer: int):
+    def __init__(self, cache: KVCache | ConcatKVCache | Int8KVCache, layer: int):
         self.cache, self.layer = cache, layer
 
     @property
@@ -133,6 +135,130 @@ class ConcatKVCache:
         self._pending = 0
 
 
+# ---------------------------------------------------------------------------------------------
+# The int8 cache
+# ---------------------------------------------------------------------------------------------
+
+
+def absmax_scale(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+    """Symmetric int8 scale: max |x| over ``dim`` / 127, kept as a size-1 dim; a zero range gets scale 1.
+
+    >>> absmax_scale(torch.tensor([[1.0, -2.54], [0.0, 0.0]]), dim=-1)   # (2, 2) -> (2, 1)
+    tensor([[0.0200],
+            [1.0000]])
+    """
+    scale = x.abs().amax(dim=dim, keepdim=True).float() / 127
+    return torch.where(scale > 0, scale, torch.ones_like(scale))  # all zeros quantize to 0 at any scale
+
+
+def quantize(x: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """round(x / scale) as int8, clamped to [-127, 127]; also the number of values the clamp changed.
+
+    An unclipped value comes back from ``dequantize`` within scale / 2 of where it started.
+    """
+    q = torch.round(x.float() / scale)
+    clipped = int((q.abs() > 127).sum())
+    return q.clamp(-127, 127).to(torch.int8), clipped
+
+
+def dequantize(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """q · scale, broadcast, in ``dtype``."""
+    return (q.float() * scale).to(dtype)
+
+
+class Int8KVCache:
+    """Keys and values as int8 plus float scales: (n_layer, B, H_kv, max_len, head_dim) int8 each.
+
+    The scales follow where the outliers are (Liu et al., 2024, "KIVI"):
+
+    - **keys per channel**: a scale per (layer, batch row, KV head, channel), shape
+      (n_layer, B, H_kv, 1, head_dim). Key outliers sit in a few fixed channels for every token, so
+      a per-token scale would be set by the outlier channel and crush the small ones. The scales are
+      fixed by the first write of each layer (the prefill); later tokens are quantized against them
+      and clamped to their range, and ``clipped`` counts every value the clamp changed. KIVI instead
+      requantizes keys in groups of G tokens and keeps the newest ones in full precision; fixing the
+      scales at prefill is the simplest version. ``key_headroom`` widens them: the default 2 spends
+      one of the eight bits so that later keys up to twice the prefill's largest still fit (on the
+      book's model, 1.0 clips about 7% of later keys after a 16-token prefill, 2.0 about 0.2%).
+    - **values per token**: a scale per (layer, batch row, KV head, token), shape
+      (n_layer, B, H_kv, max_len, 1). Values are mixed across tokens by the attention weights, so
+      the error that matters is each token's own; a token's scale comes from itself, so values never clip.
+
+    Symmetric absmax quantization: q = round(x / s) in [-127, 127], x ≈ q · s, error ≤ s / 2.
+    ``write`` returns dequantized keys and values in ``dtype`` (the model's compute dtype).
+    """
+
+    def __init__(self, n_layer: int, batch: int, n_kv_heads: int, head_dim: int, max_len: int,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+                 key_headroom: float = 2.0):
+        for name, value in (("n_layer", n_layer), ("batch", batch), ("n_kv_heads", n_kv_heads),
+                            ("head_dim", head_dim), ("max_len", max_len)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise ValueError(f"dtype must be a floating-point torch dtype (what write returns), got {dtype!r}")
+        if isinstance(key_headroom, bool) or not isinstance(key_headroom, (int, float)) or not key_headroom >= 1:
+            raise ValueError(f"key_headroom must be a number >= 1, got {key_headroom!r}")
+        shape = (n_layer, batch, n_kv_heads, max_len, head_dim)
+        self.k = torch.zeros(shape, dtype=torch.int8, device=device)
+        self.v = torch.zeros(shape, dtype=torch.int8, device=device)
+        self.k_scale = torch.ones(n_layer, batch, n_kv_heads, 1, head_dim, device=device)  # per channel
+        self.v_scale = torch.ones(n_layer, batch, n_kv_heads, max_len, 1, device=device)  # per token
+        self.k_scale_set = [False] * n_layer  # fixed by each layer's first write
+        self.dtype, self.key_headroom = dtype, float(key_headroom)
+        self.clipped = 0  # key values clamped to the prefill's range so far
+        self.length = 0
+        self._pending = 0
+
+    @classmethod
+    def for_model(cls, model, batch: int, max_len: int | None = None, dtype: torch.dtype = torch.float32,
+                  key_headroom: float = 2.0) -> Int8KVCache:
+        """An int8 cache shaped for a MiniGPT, as ``KVCache.for_model``; ``dtype`` is what attention receives."""
+        cfg = model.cfg
+        return cls(cfg.n_layer, batch, cfg.n_kv_head or cfg.n_head, cfg.n_embd // cfg.n_head,
+                   max_len or cfg.block_size, dtype, next(model.parameters()).device, key_headroom)
+
+    def layer(self, i: int) -> LayerView:
+        return LayerView(self, i)
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[3]
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quantize and store k, v (B, H_kv, t, hd); return all keys and values so far, dequantized (B, H_kv, end, hd)."""
+        if not (isinstance(k, torch.Tensor) and isinstance(v, torch.Tensor)) or k.dtype != self.dtype \
+                or v.dtype != self.dtype:
+            raise ValueError(f"k and v must be {self.dtype} tensors (the cache's dtype), got "
+                             f"{getattr(k, 'dtype', type(k))} and {getattr(v, 'dtype', type(v))}")
+        _check_kv(k, v, self.k.shape[1], self.k.shape[2], self.k.shape[4])
+        t, start = k.shape[2], self.length
+        if start + t > self.capacity:
+            raise ValueError(f"appending {t} tokens to {start} cached exceeds the cache's max_len={self.capacity}")
+        end = start + t
+        if not self.k_scale_set[layer]:
+            self.k_scale[layer] = absmax_scale(k, dim=2) * self.key_headroom  # (B, H_kv, 1, hd): over tokens
+            self.k_scale_set[layer] = True
+        k_q, clipped = quantize(k, self.k_scale[layer])
+        self.clipped += clipped
+        v_scale = absmax_scale(v, dim=3)  # (B, H_kv, t, 1): over channels, never clips
+        v_q, _ = quantize(v, v_scale)
+        self.k[layer, :, :, start:end], self.v[layer, :, :, start:end] = k_q, v_q
+        self.v_scale[layer, :, :, start:end] = v_scale
+        self._pending = t
+        return (dequantize(self.k[layer, :, :, :end], self.k_scale[layer], self.dtype),
+                dequantize(self.v[layer, :, :, :end], self.v_scale[layer, :, :, :end], self.dtype))
+
+    def advance(self) -> None:
+        """Called once per forward pass, after every layer wrote: the new tokens become part of the cache."""
+        self.length += self._pending
+        self._pending = 0
+
+    def nbytes(self) -> int:
+        """Bytes held at full capacity: the int8 keys and values plus their float32 scales."""
+        return sum(t.numel() * t.element_size() for t in (self.k, self.v, self.k_scale, self.v_scale))
+
+
 def _check_kv(k: torch.Tensor, v: torch.Tensor, batch: int, heads: int, head_dim: int) -> None:
     if k.shape != v.shape or k.dim() != 4 or (k.shape[0], k.shape[1], k.shape[3]) != (batch, heads, head_dim):
         raise ValueError(f"k and v must both be (B={batch}, H_kv={heads}, t, head_dim={head_dim}), "
@@ -215,4 +341,5 @@ def kv_bytes(model: str | ModelShape, tokens: int, batch: int = 1, dtype: str = 
     return 2 * shape.n_layer * shape.n_kv_heads * shape.head_dim * DTYPE_BYTES[dtype] * tokens * batch
 
 
-__all__ = ["ConcatKVCache", "DTYPE_BYTES", "KVCache", "LayerView", "MODELS", "ModelShape", "generate", "kv_bytes"]
+__all__ = ["ConcatKVCache", "DTYPE_BYTES", "Int8KVCache", "KVCache", "LayerView", "MODELS", "ModelShape", "absmax_scale",
+           "dequantize", "generate", "kv_bytes", "quantize"]

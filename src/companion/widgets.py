@@ -14,7 +14,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 import torch
 
-from . import decoding, optim, viz
+from . import decoding, kvcache, optim, viz
 
 
 def live(callback: Callable[..., go.Figure], **controls: W.ValueWidget) -> W.VBox:
@@ -90,6 +90,48 @@ def attention_widget(model, tokenizer, text: str, layer: int = 0, head: int = 0)
         text=W.Text(value=text, description="text", continuous_update=False, layout=W.Layout(width="60%")),
         layer=W.IntSlider(value=layer, min=0, max=model.cfg.n_layer - 1, description="layer"),
         head=W.IntSlider(value=head, min=0, max=model.cfg.n_head - 1, description="head"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving: the KV cache memory calculator
+# ---------------------------------------------------------------------------------------------
+
+
+def kv_cache_figure(model: str, context: int, batch: int, dtype: str) -> go.Figure:
+    """KV cache bytes of every model in ``kvcache.MODELS`` at one setting, ``model`` highlighted.
+
+    ``context`` tokens per sequence, ``batch`` sequences, ``dtype`` one of ``kvcache.DTYPE_BYTES``.
+    The title gives the highlighted model's bytes exactly (GB = 1e9 bytes, GiB = 2³⁰).
+    """
+    if model not in kvcache.MODELS:
+        raise ValueError(f"model must be one of {list(kvcache.MODELS)}, got {model!r}")
+    sizes = {name: kvcache.kv_bytes(name, context, batch, dtype) for name in kvcache.MODELS}  # checks the rest
+    names = list(sizes)
+    fig = go.Figure(go.Bar(
+        x=[sizes[n] / 1e9 for n in names], y=names, orientation="h",
+        marker_color=[viz.PALETTE[1] if n == model else viz.PALETTE[0] for n in names],
+        text=[f"{sizes[n] / 1e9:,.2f} GB" for n in names], textposition="outside", cliponaxis=False,
+        hovertemplate="%{y}: %{x:,.3f} GB<extra></extra>"))
+    shape = kvcache.MODELS[model]
+    fig.update_layout(
+        title=f"{model}: {context:,} tokens × {batch} sequence{'s' * (batch != 1)}, {dtype} → "
+              f"{sizes[model]:,} bytes = {sizes[model] / 1e9:,.2f} GB ({sizes[model] / 2**30:,.2f} GiB)"
+              f"<br><sup>2 · {shape.n_layer} layers · {shape.n_kv_heads} KV heads · {shape.head_dim} · "
+              f"{kvcache.DTYPE_BYTES[dtype]} bytes per token</sup>",
+        xaxis_title="KV cache (GB)", yaxis=dict(autorange="reversed"), height=420, margin=dict(l=110, r=80))
+    return fig
+
+
+def kv_cache_widget(model: str = "Llama-3-8B", context: int = 8192, batch: int = 1, dtype: str = "fp16") -> W.VBox:
+    """Pick a model, a context, a batch and a dtype; the KV cache bytes follow (see ``kv_cache_figure``)."""
+    kv_cache_figure(model, context, batch, dtype)  # checks the arguments before a control can clamp them
+    return live(
+        kv_cache_figure,
+        model=W.Dropdown(options=list(kvcache.MODELS), value=model, description="model"),
+        context=W.IntSlider(value=context, min=0, max=131_072, step=1024, description="context"),
+        batch=W.IntSlider(value=batch, min=1, max=256, description="batch"),
+        dtype=W.Dropdown(options=list(kvcache.DTYPE_BYTES), value=dtype, description="dtype"),
     )
 
 

@@ -66,6 +66,7 @@ SIGNATURE_VISUALS = {
     "notebooks/51_attention": dict(figures=5),
     "notebooks/52_small_llm": dict(figures=4),
     "notebooks/53_decoding": dict(figures=4),
+    "notebooks/60_kv_cache": dict(figures=7),
 }
 
 

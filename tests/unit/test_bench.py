@@ -49,3 +49,18 @@ def test_benchmark_figure_marks_each_goal():
     assert fig.data[0].marker.color[0] != fig.data[0].marker.color[1], "met and missed goals look different"
     with pytest.raises(ValueError, match="empty"):
         viz.benchmark_figure([])
+
+
+def test_decode_step_pair_does_the_same_step_both_ways_and_rewinds_the_cache():
+    import torch
+
+    from companion.model import GPTConfig, MiniGPT
+
+    torch.manual_seed(0)
+    model = MiniGPT(GPTConfig(vocab_size=50, block_size=32, n_layer=2, n_head=2, n_embd=16)).eval()
+    cached, uncached = bench.decode_step_pair(model, 20, batch=3)
+    first = cached()
+    assert first.shape == (3,) and torch.equal(first, uncached()) and torch.equal(cached(), first), \
+        "the same next token with and without the cache, and again after the rewind"
+    with pytest.raises(ValueError, match=r"context must be an int in \[1, block_size=32\)"):
+        bench.decode_step_pair(model, 32)

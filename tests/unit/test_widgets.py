@@ -187,3 +187,36 @@ def test_next_token_views_reject_bad_rows_and_sizes():
         widgets.next_token_explorer(logits[None], labels, [1.0], [None], [1.0])
     with pytest.raises(ValueError, match="index triple"):
         widgets.next_token_explorer(logits, labels, [1.0], [None], [1.0], active=(0,))
+
+
+# --- the KV cache calculator ------------------------------------------------------------------
+
+
+def test_kv_cache_figure_reports_the_calculator_and_highlights_the_model():
+    from companion import kvcache
+
+    fig = widgets.kv_cache_figure("Llama-3-8B", 8192, 1, "fp16")
+    bars = fig.data[0]
+    assert list(bars.y) == list(kvcache.MODELS)
+    row = list(bars.y).index("Llama-3-8B")
+    assert bars.x[row] == 2 * 32 * 8 * 128 * 2 * 8192 / 1e9, "1 GiB: 32 layers, 8 KV heads of 128, fp16, 8k tokens"
+    assert "1,073,741,824 bytes" in fig.layout.title.text and "1.00 GiB" in fig.layout.title.text
+    assert len({c for i, c in enumerate(bars.marker.color) if i != row}) == 1 != bars.marker.color[row]
+    int8 = widgets.kv_cache_figure("Llama-3-8B", 8192, 4, "int8")
+    assert int8.data[0].x[row] == 2 * bars.x[row], "batch 4 in int8 = 4 × the bytes at half the width"
+    with pytest.raises(ValueError, match="model must be one of"):
+        widgets.kv_cache_figure("GPT-5", 10, 1, "fp16")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        widgets.kv_cache_figure("Llama-3-8B", 10, 1, "fp4")
+    with pytest.raises(ValueError, match="batch >= 1"):
+        widgets.kv_cache_figure("Llama-3-8B", 10, 0, "fp16")
+
+
+def test_kv_cache_widget_follows_its_controls():
+    box = widgets.kv_cache_widget()
+    model, context, batch, dtype = box.children[0].children
+    assert "Llama-3-8B: 8,192 tokens × 1 sequence, fp16" in box.figure.layout.title.text
+    model.value, batch.value = "Llama-2-7B", 32
+    assert "Llama-2-7B: 8,192 tokens × 32 sequences" in box.figure.layout.title.text
+    dtype.value = "fp32"
+    assert f"{2 * 32 * 32 * 128 * 4 * 8192 * 32:,} bytes" in box.figure.layout.title.text
