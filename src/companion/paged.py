@@ -361,7 +361,7 @@ class PagedKVCache:
 def gather_kv(pool: torch.Tensor, block_tables: torch.Tensor) -> torch.Tensor:
     """pool (num_blocks, bs, H_kv, hd), block_tables (B, n) -> (B, H_kv, n · bs, hd), the blocks laid end to end."""
     b, n = block_tables.shape
-    blocks = pool[block_tables]  # (B, n, bs, H_kv, hd)
+    blocks = pool.index_select(0, block_tables.flatten())  # (B · n, bs, H_kv, hd); far faster than pool[tables] on CPU
     return blocks.reshape(b, n * pool.shape[1], pool.shape[2], pool.shape[3]).transpose(1, 2)
 
 
@@ -473,5 +473,60 @@ def concurrent_sequences(prompt_len, output_len, budget_tokens: int, policy: str
     length, final = _decode_steps(prompt_len, output_len, max_len)
     return budget_tokens / float(reserved_tokens(length, final, policy, max_len, block_size).mean())
 
-__all__ = ["BlockAllocator", "OutOfBlocks", "PagedKVCache", "PrefixStats", "RESERVATIONS", "attend_paged", "concurrent_sequences",
-           "default_block_hash", "gather_kv", "paged_attention", "paged_mask", "reservation_waste", "reserved_tokens"]
+
+# ---------------------------------------------------------------------------------------------
+# Looking inside the pool: the state of every physical block
+# ---------------------------------------------------------------------------------------------
+
+BLOCK_STATES = ("free", "cached", "used", "shared")
+
+
+@dataclass(frozen=True)
+class BlockState:
+    """One physical block at one moment: who holds it and how much of it is written.
+
+    state: "free" (no reference, nothing reusable), "cached" (no reference, but its full contents
+    are still findable by the prefix cache), "used" (one owner) or "shared" (ref > 1: forked
+    siblings or prompts with the same prefix). owners: the sequences whose block tables hold it,
+    in allocation order. filled: tokens written in it (block_size for a cached block, 0 for a free
+    one). hashed: named in the prefix cache, so a prompt with the same prefix would reuse it.
+    """
+
+    block: int
+    state: str
+    owners: tuple
+    ref: int
+    filled: int
+    hashed: bool
+
+
+def snapshot(allocator: BlockAllocator) -> list[BlockState]:
+    """The state of every block of ``allocator``'s pool, indexed by block id (no state is changed).
+
+    Example: after ``a.allocate("s", range(6))`` with block_size 4, block 0 is used by ("s",) with
+    4 tokens, block 1 by ("s",) with 2, and every other block is free.
+    """
+    if not isinstance(allocator, BlockAllocator):
+        raise ValueError(f"allocator must be a paged.BlockAllocator, got {type(allocator).__name__}")
+    bs = allocator.block_size
+    owners: list[list] = [[] for _ in range(allocator.num_blocks)]
+    filled = [0] * allocator.num_blocks
+    for seq, table in allocator.tables.items():
+        n = len(allocator.tokens[seq])
+        for i, block in enumerate(table):
+            owners[block].append(seq)
+            filled[block] = max(filled[block], min(bs, n - i * bs))
+    states = []
+    for block in range(allocator.num_blocks):
+        ref, hashed = allocator.ref[block], block in allocator.hash_of
+        if ref == 0:
+            state, fill = ("cached", bs) if hashed else ("free", 0)
+        else:
+            state, fill = ("shared" if ref > 1 else "used"), filled[block]
+        states.append(BlockState(block, state, tuple(owners[block]), ref, fill, hashed))
+    return states
+
+
+__all__ = ["BLOCK_STATES", "BlockAllocator", "BlockState", "OutOfBlocks", "PagedKVCache", "PrefixStats", "RESERVATIONS",
+           "attend_paged", "concurrent_sequences", "default_block_hash", "gather_kv", "paged_attention", "paged_mask",
+           "reservation_waste", "reserved_tokens", "snapshot"]
