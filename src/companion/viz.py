@@ -490,3 +490,94 @@ def gantt_figure(
                           yanchor="bottom")],
     )
     return fig
+
+
+# Physical KV blocks: free is near-white, cached (free but reusable) grey, shared dark; a block
+# owned by one sequence takes that sequence's colour (the cycle skips greys and near-blacks).
+BLOCK_COLORS = {"free": "#f3f3f3", "cached": "#bfc8d0", "shared": "#3a3a3a"}
+OWNER_COLORS = ["#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#B68100", "#750D86", "#EB663B", "#511CB5",
+                "#00A08B", "#FB00D1", "#6C7C32", "#778AAE", "#862A16", "#A777F1", "#1616A7", "#DA60CA", "#AF0038"]
+
+
+def block_map_figure(
+    snapshots: Sequence[Sequence], block_size: int, labels: Sequence[str] | None = None, columns: int = 16,
+    title: str = "The KV block pool", active: int = 0,
+) -> go.Figure:
+    """The physical blocks of a paged KV cache as a grid, one slider position per snapshot.
+
+    snapshots: one list per moment of ``paged.BlockState``-like records (``block``, ``state`` in
+    free / cached / used / shared, ``owners``, ``ref``, ``filled``), all of the same pool, e.g.
+    ``[paged.snapshot(engine.cache.allocator) for each step]``. A block used by one sequence takes
+    that sequence's colour and shows its id, fainter the emptier it is; a shared block is dark with
+    its reference count; hover gives block id, owners, references and fill. ``labels`` (one per
+    snapshot) title each position; ``active`` is the one shown first. Every position is a trace
+    toggled by the slider, so the figure works in the static book.
+    """
+    if len(snapshots) == 0:
+        raise ValueError("snapshots is empty: give at least one list of block states")
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+        raise ValueError(f"columns must be an int >= 1, got {columns!r}")
+    n_blocks = len(snapshots[0])
+    if n_blocks == 0 or any(len(s) != n_blocks for s in snapshots):
+        sizes = sorted({len(s) for s in snapshots})
+        raise ValueError(f"every snapshot must describe the same non-empty pool; got sizes {sizes}")
+    labels = [f"step {i}" for i in range(len(snapshots))] if labels is None else [str(x) for x in labels]
+    if len(labels) != len(snapshots):
+        raise ValueError(f"{len(labels)} labels given for {len(snapshots)} snapshots")
+    if not 0 <= active < len(snapshots):
+        raise ValueError(f"active must index snapshots (0..{len(snapshots) - 1}), got {active}")
+    rows = -(-n_blocks // columns)
+    color_of: dict = {}  # owner -> colour, in order of first appearance (stable across runs)
+    for states in snapshots:
+        for b in states:
+            if b.state == "used" and b.owners[0] not in color_of:
+                color_of[b.owners[0]] = OWNER_COLORS[len(color_of) % len(OWNER_COLORS)]
+
+    def trace(states: Sequence) -> go.Scatter:
+        colors, text, custom, opacity, outline = [], [], [], [], []
+        for b in states:
+            if b.state not in BLOCK_COLORS and b.state != "used":
+                raise ValueError(f"block {b.block} has state {b.state!r}; expected free, cached, used or shared")
+            owners = ", ".join(map(str, b.owners)) or "none"
+            if b.state == "used":
+                colors.append(color_of[b.owners[0]])
+                text.append(str(b.owners[0]))
+            else:
+                colors.append(BLOCK_COLORS[b.state])
+                text.append(f"×{b.ref}" if b.state == "shared" else "")
+            opacity.append(round(0.35 + 0.65 * b.filled / block_size, 2) if b.state in ("used", "shared") else 1.0)
+            outline.append(2.5 if b.state == "shared" else 0.5)
+            custom.append([b.block, b.state, owners, b.ref, b.filled])
+        return go.Scatter(
+            x=[b.block % columns for b in states], y=[b.block // columns for b in states], mode="markers+text",
+            marker=dict(symbol="square", size=26, color=colors, opacity=opacity,
+                        line=dict(color="#111111", width=outline)),
+            text=text, textfont=dict(size=10, color="white"), customdata=custom, showlegend=False,
+            hovertemplate="block %{customdata[0]}: %{customdata[1]}<br>owners: %{customdata[2]}<br>"
+                          f"references: %{{customdata[3]}}<br>filled: %{{customdata[4]}}/{block_size} tokens<extra></extra>",
+        )
+
+    fig = go.Figure([trace(s) for s in snapshots])
+    for name, color in (("free", BLOCK_COLORS["free"]), ("cached: free, prefix reusable", BLOCK_COLORS["cached"]),
+                        ("used by one sequence (its id)", OWNER_COLORS[0]), ("shared: ref > 1", BLOCK_COLORS["shared"])):
+        fig.add_scatter(x=[None], y=[None], mode="markers", name=name,
+                        marker=dict(symbol="square", size=14, color=color, line=dict(color="#111111", width=0.5)))
+    n, legend = len(snapshots), [True] * 4
+    steps = [dict(method="update", label=str(i), args=[{"visible": [j == i for j in range(n)] + legend},
+                                                       {"title.text": f"{title} — {labels[i]}"}])
+             for i in range(n)]
+    for i, t in enumerate(fig.data[:n]):
+        t.visible = i == active
+    fig.update_layout(
+        title=f"{title} — {labels[active]}", height=230 + 42 * rows, plot_bgcolor="white",
+        xaxis=dict(range=[-0.6, columns - 0.4], showgrid=False, zeroline=False, tickmode="linear", dtick=1,
+                   title=f"block id mod {columns}"),
+        yaxis=dict(range=[rows - 0.4, -0.6], showgrid=False, zeroline=False, tickmode="linear", dtick=1,
+                   title="block id ÷ " + str(columns)),
+        legend=dict(orientation="h", y=1.0, yanchor="bottom", x=0),
+        sliders=[dict(active=active, steps=steps, currentvalue=dict(prefix="frame "), pad=dict(t=40))],
+        margin=dict(t=110),
+    )
+    return fig

@@ -294,3 +294,30 @@ def test_paged_waste_is_a_few_percent_on_a_long_tailed_trace():
     prompt, output = rng.integers(50, 400, 500), rng.integers(20, 600, 500)
     waste = {p: reservation_waste(prompt, output, p, max_len=2048) for p in ("max_len", "pow2", "oracle", "paged")}
     assert waste["paged"] < 0.04 < waste["oracle"] < waste["pow2"] < waste["max_len"]
+
+
+def test_snapshot_describes_every_block_owner_reference_and_fill():
+    from companion.paged import snapshot
+
+    alloc = BlockAllocator(num_blocks=8, block_size=4)
+    alloc.allocate("a", list(range(10)))  # blocks: full, full, 2 tokens
+    alloc.fork("a", "b")  # shares all three
+    alloc.append("b", [99])  # copy-on-write of the partial block
+    alloc.allocate("c", [5, 5, 5, 5, 6])
+    alloc.free("c")  # its full block stays cached, its partial block is simply free
+    states = snapshot(alloc)
+    assert [s.block for s in states] == list(range(8))
+    a, b = alloc.block_table("a"), alloc.block_table("b")
+    assert a[:2] == b[:2] and a[2] != b[2]
+    for block in a[:2]:
+        assert states[block].state == "shared" and states[block].owners == ("a", "b") and states[block].ref == 2
+        assert states[block].filled == 4 and states[block].hashed
+    assert (states[a[2]].state, states[a[2]].owners, states[a[2]].filled) == ("used", ("a",), 2)
+    assert (states[b[2]].state, states[b[2]].owners, states[b[2]].filled) == ("used", ("b",), 3)
+    by_state = {k: [s for s in states if s.state == k] for k in ("free", "cached", "used", "shared")}
+    assert len(by_state["cached"]) == alloc.num_cached_free == 1 and by_state["cached"][0].filled == 4
+    assert len(by_state["free"]) + len(by_state["cached"]) == alloc.num_free
+    assert all(s.owners == () and s.ref == 0 for s in by_state["free"] + by_state["cached"])
+    assert sum(s.filled for s in states if s.ref) == 8 + 2 + 3  # shared tokens counted once: paging's saving
+    with pytest.raises(ValueError, match="allocator must be a paged.BlockAllocator"):
+        snapshot("pool")

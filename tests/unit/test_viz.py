@@ -209,3 +209,43 @@ def test_gantt_figure_draws_each_timeline_by_kind_with_a_dropdown():
 def test_gantt_figure_rejects_bad_input(timelines, kwargs, match):
     with pytest.raises(ValueError, match=match):
         viz.gantt_figure(timelines, **kwargs)
+
+
+def test_block_map_figure_draws_each_snapshot_as_a_grid_with_a_slider():
+    from companion.paged import BlockAllocator, snapshot
+
+    alloc = BlockAllocator(num_blocks=10, block_size=4)
+    alloc.allocate(7, list(range(6)))  # blocks 0 (full) and 1 (2 tokens)
+    first = snapshot(alloc)
+    alloc.fork(7, 8)
+    second = snapshot(alloc)
+    alloc.free(7)
+    alloc.free(8)
+    third = snapshot(alloc)
+    fig = viz.block_map_figure([first, second, third], block_size=4, labels=["a", "b", "c"], columns=4, active=1)
+    grids, legend = fig.data[:3], fig.data[3:]
+    assert len(legend) == 4 and all(t.visible is not False for t in legend)
+    assert [t.visible for t in grids] == [False, True, False] and fig.layout.title.text.endswith("b")
+    assert list(grids[0].x) == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1] and list(grids[0].y) == [0] * 4 + [1] * 4 + [2] * 2
+    assert list(grids[0].text[:3]) == ["7", "7", ""] and grids[0].marker.opacity[1] < grids[0].marker.opacity[0] == 1.0
+    assert list(grids[1].text[:2]) == ["×2", "×2"] and grids[1].marker.color[0] == viz.BLOCK_COLORS["shared"]
+    assert grids[0].marker.color[0] == grids[0].marker.color[1] != viz.BLOCK_COLORS["free"]
+    assert grids[2].marker.color[0] == viz.BLOCK_COLORS["cached"] and grids[2].marker.color[1] == viz.BLOCK_COLORS["free"]
+    assert list(grids[1].customdata[0]) == [0, "shared", "7, 8", 2, 4]
+    steps = fig.layout.sliders[0].steps
+    assert steps[2].args[0]["visible"] == [False, False, True] + [True] * 4 and steps[2].args[1]["title.text"].endswith("c")
+
+
+@pytest.mark.parametrize("snapshots, kwargs, match", [
+    ([], {}, "snapshots is empty"),
+    ([[SimpleNamespace(block=0, state="free", owners=(), ref=0, filled=0)], []], {}, "the same non-empty pool"),
+    ([[SimpleNamespace(block=0, state="gone", owners=(), ref=0, filled=0)]], {}, "state 'gone'"),
+    ([[SimpleNamespace(block=0, state="free", owners=(), ref=0, filled=0)]], {"labels": ["a", "b"]}, "2 labels given for 1"),
+    ([[SimpleNamespace(block=0, state="free", owners=(), ref=0, filled=0)]], {"columns": 0}, "columns must be an int"),
+    ([[SimpleNamespace(block=0, state="free", owners=(), ref=0, filled=0)]], {"active": 1}, "active must index"),
+])
+def test_block_map_figure_rejects_bad_input(snapshots, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        viz.block_map_figure(snapshots, 4, **kwargs)
+    with pytest.raises(ValueError, match="block_size must be an int >= 1"):
+        viz.block_map_figure([[SimpleNamespace(block=0, state="free", owners=(), ref=0, filled=0)]], 0)
