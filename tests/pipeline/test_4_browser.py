@@ -67,6 +67,7 @@ SIGNATURE_VISUALS = {
     "notebooks/52_small_llm": dict(figures=4),
     "notebooks/53_decoding": dict(figures=4),
     "notebooks/60_kv_cache": dict(figures=7),
+    "notebooks/61_paged_attention": dict(figures=6),
 }
 
 
