@@ -410,6 +410,29 @@ class StaticRun:
     token_times: list[list[float]]
     batches: list[tuple[float, float, list[int]]]  # (start, end, request indices) per generate call
 
+    def latency(self) -> LatencyStats:
+        """TTFT, inter-token latency, end-to-end latency and throughput (seconds), every request arriving
+        at ``arrival_time`` — the same measures as ``Engine.latency``."""
+        if not self.outputs:
+            raise ValueError("the run served no requests: there is no latency to report")
+        return latency_stats([0.0] * len(self.outputs), [[t - self.arrival_time for t in ts] for ts in self.token_times])
+
+    def spans(self) -> list[Span]:
+        """Each request's life as ``batchsim.Span``s, in seconds since ``arrival_time`` (for ``viz.gantt_figure``).
+
+        queued until its batch starts; prefill until its first token; decode until its last token;
+        held from its last token until the batch's last token — its slot kept, idle, for the longest output.
+        """
+        spans = []
+        for start, _, members in self.batches:
+            end = max(self.token_times[i][-1] for i in members)
+            for i in members:
+                first, last = self.token_times[i][0], self.token_times[i][-1]
+                edges = ((self.arrival_time, start, "queued"), (start, first, "prefill"), (first, last, "decode"),
+                         (last, end, "held"))
+                spans += [Span(i, a - self.arrival_time, b - self.arrival_time, kind) for a, b, kind in edges if b > a]
+        return spans
+
 
 class _StepClock:
     """A ``transformers`` streamer that only notes when each generation step produced its tokens."""

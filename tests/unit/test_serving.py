@@ -167,3 +167,48 @@ def test_metrics_spans_and_utilization_describe_the_run():
         assert own[-1].end == pytest.approx(seq.token_times[-1] - t0, abs=5e-3)
     with pytest.raises(ValueError, match="no request has finished"):
         Engine(model).latency()
+
+
+def test_static_run_spans_and_latency_from_hand_made_times():
+    from companion.serving import StaticRun
+
+    # arrival at t = 10 s. Batch 1 (requests 0, 1) starts at 10.5 s and makes its last token at 13.5 s;
+    # batch 2 (requests 2, 3) starts at 13.6 s, its last token at 15 s
+    run = StaticRun(outputs=[[1, 2, 3, 4], [5], [6, 7], [8, 9, 10]], arrival_time=10.0,
+                    token_times=[[11.0, 12.0, 13.0, 13.5], [11.0], [14.0, 14.5], [14.0, 14.5, 15.0]],
+                    batches=[(10.5, 13.55, [0, 1]), (13.6, 15.05, [2, 3])])
+    spans = {(s.request, s.kind): (s.start, s.end) for s in run.spans()}
+    expected = {
+        (0, "queued"): (0.0, 0.5), (0, "prefill"): (0.5, 1.0), (0, "decode"): (1.0, 3.5),  # the longest: never held
+        (1, "queued"): (0.0, 0.5), (1, "prefill"): (0.5, 1.0), (1, "held"): (1.0, 3.5),  # one token: no decode
+        (2, "queued"): (0.0, 3.6), (2, "prefill"): (3.6, 4.0), (2, "decode"): (4.0, 4.5), (2, "held"): (4.5, 5.0),
+        (3, "queued"): (0.0, 3.6), (3, "prefill"): (3.6, 4.0), (3, "decode"): (4.0, 5.0)}
+    assert list(spans) == list(expected)  # in request order, each request's states in the order lived
+    assert [t for v in spans.values() for t in v] == pytest.approx([t for v in expected.values() for t in v])
+    stats = run.latency()
+    assert stats.ttft.tolist() == [1.0, 1.0, 4.0, 4.0] and stats.e2e.tolist() == [3.5, 1.0, 4.5, 5.0]
+    assert sorted(stats.itl.tolist()) == [0.5, 0.5, 0.5, 0.5, 1.0, 1.0]
+    assert stats.tokens_per_s == pytest.approx(10 / 5.0)
+    with pytest.raises(ValueError, match="served no requests"):
+        StaticRun([], 0.0, [], []).latency()
+
+
+def test_static_run_spans_tile_each_request_and_hold_short_ones_until_the_batch_ends():
+    from companion.serving import hf_static_batching
+
+    model = model_of()
+    requests = requests_of(7, seed=6)
+    run = hf_static_batching(to_hf_gpt2(model), requests, batch_size=3)
+    assert run.outputs == Engine(model, EngineConfig(num_blocks=64, block_size=4)).run(requests)
+    spans = run.spans()
+    for start, end, members in run.batches:
+        longest = max(requests[i].max_new_tokens for i in members)
+        for i in members:
+            own = [s for s in spans if s.request == i]
+            assert [s.kind for s in own][-1] == ("held" if requests[i].max_new_tokens < longest else "decode")
+            assert all(a.end == b.start for a, b in zip(own, own[1:]))  # no gaps, no overlaps
+            assert own[-1].end == max(run.token_times[j][-1] for j in members) - run.arrival_time
+            assert own[0].start == 0.0 and start < end
+    stats = run.latency()
+    assert len(stats.itl) == sum(r.max_new_tokens - 1 for r in requests)
+    assert (stats.e2e >= stats.ttft).all() and (stats.ttft > 0).all()
