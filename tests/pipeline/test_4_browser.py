@@ -68,6 +68,7 @@ SIGNATURE_VISUALS = {
     "notebooks/53_decoding": dict(figures=4),
     "notebooks/60_kv_cache": dict(figures=7),
     "notebooks/61_paged_attention": dict(figures=6),
+    "notebooks/62_batching": dict(figures=8),
 }
 
 
