@@ -483,11 +483,11 @@ def gantt_figure(
         trace.visible = i in groups[0]
     pad = 0.02 * (hi - lo) or 1.0
     fig.update_layout(
-        title=title, barmode="overlay", bargap=0.25, height=max(350, 150 + 14 * rows),
-        xaxis=dict(title="time (s)", range=[lo - pad, hi + pad]),
+        title=dict(text=title, y=0.98, yanchor="top"), margin=dict(t=110), barmode="overlay", bargap=0.25,
+        height=max(380, 180 + 14 * rows), xaxis=dict(title="time (s)", range=[lo - pad, hi + pad]),
         yaxis=dict(title="request", autorange="reversed"),
-        updatemenus=[dict(buttons=buttons, direction="down", showactive=True, x=1.0, xanchor="right", y=1.01,
-                          yanchor="bottom")],
+        updatemenus=[dict(buttons=buttons, direction="down", showactive=True, x=0.0, xanchor="left", y=1.02,
+                          yanchor="bottom")],  # below the title, so a long title is never covered
     )
     return fig
 
