@@ -166,21 +166,11 @@ assert gpu_step[64] < 4 * gpu_step[1] and 64 / gpu_step[64] > 15 / gpu_step[1]
 # %%
 def cpu_trace(n: int, seed: int, sigma: float = 1.0, rate: float | None = None) -> RequestTrace:
     """n requests sized for the book's model: log-normal prompt (≤ 40% of the context) and output
-    (≤ 60%) lengths, each drawn again until it fits, so any static batch fits the learned positions.
+    (≤ 60%) lengths, redrawn until they fit, so any static batch fits the learned positions.
     Arrivals are Poisson at ``rate`` requests/s, or all at t = 0. The lengths depend on ``seed`` only."""
-    rng = np.random.default_rng(seed)
-
-    def lengths(median: float, sig: float, cap: int) -> np.ndarray:
-        out, todo = np.zeros(n, np.int64), np.arange(n)
-        while len(todo):  # a log-normal conditioned on <= cap: no spike of requests at the cap
-            out[todo] = np.maximum(1, np.rint(median * np.exp(sig * rng.standard_normal(len(todo)))))
-            todo = todo[out[todo] > cap]
-        return out
-
-    prompt = lengths(0.15 * BLOCK, 0.6, int(0.4 * BLOCK))
-    output = lengths(0.15 * BLOCK, sigma, int(0.6 * BLOCK))
-    arrival = np.zeros(n) if rate is None else np.cumsum(rng.exponential(1 / rate, n))
-    return RequestTrace(arrival, prompt, output, BLOCK)
+    return request_trace(n, seed, prompt_median=0.15 * BLOCK, output_median=0.15 * BLOCK, sigma=sigma,
+                         max_len=BLOCK, rate=rate, prompt_sigma=0.6, max_prompt_len=int(0.4 * BLOCK),
+                         max_output_len=int(0.6 * BLOCK))
 
 
 def to_requests(trace: RequestTrace, seed: int) -> list[Request]:
@@ -439,7 +429,7 @@ step_batches = [1, 2, 4, 8, 16, 32, 64]
 n_steps = pick(SMOKE, 12, 24)
 step_ms = {b: np.inf for b in step_batches}
 val = pre.data.val
-for _ in range(3):  # three interleaved rounds; per batch size, the best round's median decode step
+for _ in tqdm(range(3), desc="decode step vs batch"):  # interleaved rounds; per batch size, the best median step
     for b in step_batches:  # b sequences with 16-token prompts, decoding together
         reqs = [Request(val[97 * i:97 * i + 16].tolist(), n_steps + 1) for i in range(b)]
         engine = Engine(model, EngineConfig(max_num_seqs=b, **roomy))

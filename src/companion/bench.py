@@ -319,6 +319,7 @@ def engine_records(smoke: bool) -> list[Record]:
     """
     import numpy as np
 
+    from .data import request_trace
     from .model import GPTConfig, MiniGPT, to_hf_gpt2
     from .serving import Engine, EngineConfig, Request, hf_static_batching
 
@@ -333,9 +334,10 @@ def engine_records(smoke: bool) -> list[Record]:
         hf = to_hf_gpt2(model)
         rng = np.random.default_rng(0)
         n, batch, block = (32, 8, 16) if smoke else (128, 16, 16)
-        prompts = np.clip(np.round(rng.lognormal(np.log(20), 0.6, n)), 2, 48).astype(int)
-        outputs = np.clip(np.round(rng.lognormal(np.log(24), 1.0, n)), 1, 80).astype(int)
-        requests = [Request(rng.integers(0, 1024, p).tolist(), int(o)) for p, o in zip(prompts, outputs)]
+        trace = request_trace(n, seed=0, prompt_median=20, output_median=24, sigma=1.0, max_len=shape["block_size"],
+                              prompt_sigma=0.6, max_prompt_len=48, max_output_len=80)  # any static batch fits
+        outputs = trace.output_len
+        requests = [Request(rng.integers(0, 1024, p).tolist(), int(o)) for p, o in zip(trace.prompt_len, outputs)]
         config = EngineConfig(num_blocks=batch * shape["block_size"] // block, block_size=block,
                               max_num_seqs=n, max_batched_tokens=512)
         tokens = int(outputs.sum())

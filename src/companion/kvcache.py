@@ -52,23 +52,23 @@ class KVCache:
 
     def __init__(self, n_layer: int, batch: int, n_kv_heads: int, head_dim: int, max_len: int,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
-        for name, value in (("n_layer", n_layer), ("batch", batch), ("n_kv_heads", n_kv_heads),
-                            ("head_dim", head_dim), ("max_len", max_len)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        shape = (n_layer, batch, n_kv_heads, max_len, head_dim)
+        shape = _cache_shape(n_layer, batch, n_kv_heads, head_dim, max_len)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
         self.length = 0  # tokens stored (the same for every layer once a forward pass finishes)
         self._pending = 0  # tokens being written by the forward pass in progress
 
     @classmethod
-    def for_model(cls, model, batch: int, max_len: int | None = None, dtype: torch.dtype = torch.float32) -> KVCache:
-        """A cache shaped for a MiniGPT: its layers, KV heads and head size; ``max_len`` defaults to its block size."""
+    def for_model(cls, model, batch: int, max_len: int | None = None, dtype: torch.dtype = torch.float32,
+                  **options) -> KVCache:
+        """A cache shaped for a MiniGPT: its layers, KV heads and head size; ``max_len`` defaults to its block size.
+
+        ``options`` go to the constructor (e.g. ``key_headroom`` of ``Int8KVCache``).
+        """
         cfg = model.cfg
         head_dim = cfg.n_embd // cfg.n_head
         return cls(cfg.n_layer, batch, cfg.n_kv_head or cfg.n_head, head_dim, max_len or cfg.block_size, dtype,
-                   next(model.parameters()).device)
+                   next(model.parameters()).device, **options)
 
     def layer(self, i: int) -> LayerView:
         return LayerView(self, i)
@@ -166,7 +166,7 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = torch.
     return (q.float() * scale).to(dtype)
 
 
-class Int8KVCache:
+class Int8KVCache(KVCache):
     """Keys and values as int8 plus float scales: (n_layer, B, H_kv, max_len, head_dim) int8 each.
 
     The scales follow where the outliers are (Liu et al., 2024, "KIVI"):
@@ -191,15 +191,11 @@ class Int8KVCache:
     def __init__(self, n_layer: int, batch: int, n_kv_heads: int, head_dim: int, max_len: int,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
                  key_headroom: float = 2.0):
-        for name, value in (("n_layer", n_layer), ("batch", batch), ("n_kv_heads", n_kv_heads),
-                            ("head_dim", head_dim), ("max_len", max_len)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        shape = _cache_shape(n_layer, batch, n_kv_heads, head_dim, max_len)
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise ValueError(f"dtype must be a floating-point torch dtype (what write returns), got {dtype!r}")
         if isinstance(key_headroom, bool) or not isinstance(key_headroom, (int, float)) or not key_headroom >= 1:
             raise ValueError(f"key_headroom must be a number >= 1, got {key_headroom!r}")
-        shape = (n_layer, batch, n_kv_heads, max_len, head_dim)
         self.k = torch.zeros(shape, dtype=torch.int8, device=device)
         self.v = torch.zeros(shape, dtype=torch.int8, device=device)
         self.k_scale = torch.ones(n_layer, batch, n_kv_heads, 1, head_dim, device=device)  # per channel
@@ -209,21 +205,6 @@ class Int8KVCache:
         self.clipped = 0  # key values clamped to the prefill's range so far
         self.length = 0
         self._pending = 0
-
-    @classmethod
-    def for_model(cls, model, batch: int, max_len: int | None = None, dtype: torch.dtype = torch.float32,
-                  key_headroom: float = 2.0) -> Int8KVCache:
-        """An int8 cache shaped for a MiniGPT, as ``KVCache.for_model``; ``dtype`` is what attention receives."""
-        cfg = model.cfg
-        return cls(cfg.n_layer, batch, cfg.n_kv_head or cfg.n_head, cfg.n_embd // cfg.n_head,
-                   max_len or cfg.block_size, dtype, next(model.parameters()).device, key_headroom)
-
-    def layer(self, i: int) -> LayerView:
-        return LayerView(self, i)
-
-    @property
-    def capacity(self) -> int:
-        return self.k.shape[3]
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Quantize and store k, v (B, H_kv, t, hd); return all keys and values so far, dequantized (B, H_kv, end, hd)."""
@@ -249,14 +230,18 @@ class Int8KVCache:
         return (dequantize(self.k[layer, :, :, :end], self.k_scale[layer], self.dtype),
                 dequantize(self.v[layer, :, :, :end], self.v_scale[layer, :, :, :end], self.dtype))
 
-    def advance(self) -> None:
-        """Called once per forward pass, after every layer wrote: the new tokens become part of the cache."""
-        self.length += self._pending
-        self._pending = 0
-
     def nbytes(self) -> int:
         """Bytes held at full capacity: the int8 keys and values plus their float32 scales."""
         return sum(t.numel() * t.element_size() for t in (self.k, self.v, self.k_scale, self.v_scale))
+
+
+def _cache_shape(n_layer: int, batch: int, n_kv_heads: int, head_dim: int, max_len: int) -> tuple[int, ...]:
+    """(n_layer, B, H_kv, max_len, head_dim), each checked to be an int >= 1."""
+    for name, value in (("n_layer", n_layer), ("batch", batch), ("n_kv_heads", n_kv_heads),
+                        ("head_dim", head_dim), ("max_len", max_len)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return n_layer, batch, n_kv_heads, max_len, head_dim
 
 
 def _check_kv(k: torch.Tensor, v: torch.Tensor, batch: int, heads: int, head_dim: int) -> None:

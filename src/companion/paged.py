@@ -384,6 +384,9 @@ def paged_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor,
         raise ValueError(f"block_tables must be a long tensor (B={b}, n), got {block_tables.dtype} "
                          f"{tuple(block_tables.shape)}")
     query_lens = torch.full((b,), t_q) if query_lens is None else query_lens
+    if context_lens.dtype != torch.long or query_lens.dtype != torch.long:
+        raise ValueError(f"context_lens and query_lens must be long tensors, got {context_lens.dtype} and "
+                         f"{query_lens.dtype}")
     capacity = block_tables.shape[1] * k_pool.shape[1]
     if context_lens.shape != (b,) or query_lens.shape != (b,) or bool((query_lens < 1).any()) or \
             bool((query_lens > t_q).any()) or bool((context_lens < query_lens).any()) or \
@@ -426,6 +429,8 @@ def reserved_tokens(length: np.ndarray, final: np.ndarray, policy: str, max_len:
     - "paged": whole blocks of ``block_size`` as tokens arrive — only the last block is partly empty.
     """
     length, final = np.asarray(length), np.asarray(final)
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
     if policy == "max_len":
         return np.full_like(length, max_len)
     if policy == "pow2":

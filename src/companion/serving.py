@@ -360,6 +360,17 @@ class Engine:
         n = request.max_new_tokens
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"request.max_new_tokens must be an int >= 1, got {n!r}")
+        if not isinstance(request.sampling, SamplingConfig):
+            raise ValueError(f"request.sampling must be a decoding.SamplingConfig, got {type(request.sampling).__name__}")
+        if not request.sampling.greedy and not request.sampling.temperature > 0:
+            raise ValueError(f"request.sampling.temperature must be > 0 when sampling, got "
+                             f"{request.sampling.temperature!r} (use greedy=True for argmax)")
+        for name in ("seed", "stop_token"):
+            value = getattr(request, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"request.{name} must be an int or None, got {value!r}")
+        if request.stop_token is not None and not 0 <= request.stop_token < cfg.vocab_size:
+            raise ValueError(f"request.stop_token must be in [0, vocab_size={cfg.vocab_size}), got {request.stop_token}")
         total = len(prompt) + n - 1  # the last output token is never fed back, so needs no KV
         if len(prompt) + n > cfg.block_size:
             raise ValueError(f"prompt ({len(prompt)}) + max_new_tokens ({n}) = {len(prompt) + n} exceeds the "

@@ -153,6 +153,8 @@ def test_paged_attention_rejects_inconsistent_lengths():
         paged_attention(q, pool, pool, torch.tensor([[0, 1]]), torch.tensor([1]), torch.tensor([2]))
     with pytest.raises(ValueError, match="long tensor"):
         paged_attention(q, pool, pool, torch.tensor([[0.0, 1.0]]), torch.tensor([3]))
+    with pytest.raises(ValueError, match="must be long tensors"):
+        paged_attention(q, pool, pool, torch.tensor([[0, 1]]), torch.tensor([3.0]))
     with pytest.raises(ValueError, match="multiple of KV heads"):
         paged_attention(torch.randn(1, 3, 2, 4), pool, pool, torch.tensor([[0, 1]]), torch.tensor([3]))
 
@@ -279,6 +281,8 @@ def test_reservation_waste_matches_hand_arithmetic():
     assert concurrent_sequences([3], [2], 60, "max_len", max_len=10) == pytest.approx(6)
     with pytest.raises(ValueError, match="budget_tokens must be an int >= 1"):
         concurrent_sequences([3], [2], 0, "paged", max_len=10)
+    with pytest.raises(ValueError, match="block_size must be an int >= 1"):
+        reservation_waste([3], [2], "paged", max_len=10, block_size=0)
     with pytest.raises(ValueError, match="policy must be one of"):
         reservation_waste([3], [2], "buddy", max_len=10)
     with pytest.raises(ValueError, match="prompt_len \\+ output_len <= max_len=4"):

@@ -139,6 +139,14 @@ def test_bad_requests_and_configs_are_refused_clearly():
         engine.add_request(Request([1] * 10, 10))
     with pytest.raises(ValueError, match="must be a serving.Request"):
         engine.add_request(([1], 3))
+    with pytest.raises(ValueError, match="must be a decoding.SamplingConfig"):
+        engine.add_request(Request([1], 3, sampling="greedy"))
+    with pytest.raises(ValueError, match="temperature must be > 0 when sampling"):
+        engine.add_request(Request([1], 3, sampling=SamplingConfig(temperature=0.0)))
+    with pytest.raises(ValueError, match=r"stop_token must be in \[0, vocab_size=61\)"):
+        engine.add_request(Request([1], 3, stop_token=99))
+    with pytest.raises(ValueError, match="seed must be an int or None"):
+        engine.add_request(Request([1], 3, seed=1.5))
     with pytest.raises(ValueError, match="max_num_seqs must be an int >= 1"):
         EngineConfig(max_num_seqs=0)
 

@@ -62,3 +62,16 @@ def test_split_rejects_bad_inputs():
         train_val_test_split(X, y[:10])
     with pytest.raises(TypeError, match="X and y must be numpy arrays"):
         train_val_test_split(X.tolist(), y)
+
+
+def test_request_trace_caps_prompt_and_output_separately_without_a_spike_at_the_cap():
+    from companion.data import request_trace
+
+    trace = request_trace(4000, seed=0, prompt_median=20, output_median=24, sigma=1.0, max_len=128,
+                          prompt_sigma=0.6, max_prompt_len=48, max_output_len=80)
+    assert trace.prompt_len.max() <= 48 and trace.output_len.max() <= 80
+    assert (trace.output_len == 80).mean() < 0.01  # redrawn, not clipped onto the cap
+    assert abs(np.log(trace.prompt_len).std() - 0.6) < abs(np.log(trace.output_len).std() - 0.6)
+    for bad in (dict(max_prompt_len=0), dict(max_output_len=2.5), dict(prompt_sigma=-1.0)):
+        with pytest.raises(ValueError, match="must be None or"):
+            request_trace(10, **bad)

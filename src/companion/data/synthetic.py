@@ -153,13 +153,18 @@ def request_trace(
     sigma: float = 0.8,
     max_len: int = 128,
     rate: float | None = None,
+    prompt_sigma: float | None = None,
+    max_prompt_len: int | None = None,
+    max_output_len: int | None = None,
 ) -> RequestTrace:
     """n requests with log-normal lengths and, when ``rate`` is given, Poisson arrivals (requests/s).
 
-    Each length is ``round(median · exp(sigma · z))``, z ~ N(0, 1), at least 1. A (prompt, output)
-    pair longer than ``max_len`` in total is drawn again, both lengths, until it fits: the lengths
-    follow the log-normal conditioned on fitting the context. (Clipping would instead pile the
-    excess mass up at the cap, a spike of max-length requests no real trace has.)
+    Each length is ``round(median · exp(sigma · z))``, z ~ N(0, 1), at least 1 (``prompt_sigma``, if
+    given, replaces ``sigma`` for prompts). A (prompt, output) pair longer than ``max_len`` in total,
+    or past ``max_prompt_len`` / ``max_output_len``, is drawn again, both lengths, until it fits:
+    the lengths follow the log-normal conditioned on fitting. (Clipping would instead pile the
+    excess mass up at the cap, a spike of max-length requests no real trace has.) Separate caps
+    keep every static batch within the context: its longest prompt plus its longest output fits.
 
     With ``rate=None`` every request arrives at t = 0 (an offline batch job); otherwise the gaps
     between arrivals are exponential with mean 1 / rate. Lengths and arrivals use separate random
@@ -176,21 +181,30 @@ def request_trace(
         raise ValueError(f"max_len must be an int >= 2 (one prompt token and one output token), got {max_len!r}")
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 < rate < math.inf):
         raise ValueError(f"rate must be None (all arrive at t = 0) or a finite number > 0, got {rate!r}")
+    prompt_sigma = sigma if prompt_sigma is None else prompt_sigma
+    if isinstance(prompt_sigma, bool) or not isinstance(prompt_sigma, numbers.Real) or not 0 <= prompt_sigma < math.inf:
+        raise ValueError(f"prompt_sigma must be None or a finite number >= 0, got {prompt_sigma!r}")
+    caps = {"max_prompt_len": max_prompt_len, "max_output_len": max_output_len}
+    for name, value in caps.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{name} must be None or an int >= 1, got {value!r}")
+    max_prompt = max_len if max_prompt_len is None else max_prompt_len
+    max_output = max_len if max_output_len is None else max_output_len
 
     length_seed, arrival_seed = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(length_seed)
     prompt, output = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     todo = np.arange(n)
     for _ in range(1000):  # each round redraws only the pairs that did not fit
-        p = _lognormal_lengths(rng, prompt_median, sigma, len(todo))
+        p = _lognormal_lengths(rng, prompt_median, prompt_sigma, len(todo))
         o = _lognormal_lengths(rng, output_median, sigma, len(todo))
         prompt[todo], output[todo] = p, o
-        todo = todo[p + o > max_len]
+        todo = todo[(p + o > max_len) | (p > max_prompt) | (o > max_output)]
         if len(todo) == 0:
             break
     else:
         raise ValueError(f"prompt_median={prompt_median} and output_median={output_median} (sigma={sigma}) rarely "
-                         f"fit max_len={max_len}; lower the medians or raise max_len")
+                         f"fit max_len={max_len} (caps {max_prompt}, {max_output}); lower the medians or raise the caps")
     if rate is None:
         arrival = np.zeros(n)
     else:
