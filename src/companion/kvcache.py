@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .quant import absmax_scale, dequantize, quantize  # symmetric int8 (companion.quant has the rest)
+
 
 class LayerView:
     """What one attention layer sees of the cache: where new tokens go and everything stored so far."""
@@ -138,32 +140,6 @@ class ConcatKVCache:
 # ---------------------------------------------------------------------------------------------
 # The int8 cache
 # ---------------------------------------------------------------------------------------------
-
-
-def absmax_scale(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
-    """Symmetric int8 scale: max |x| over ``dim`` / 127, kept as a size-1 dim; a zero range gets scale 1.
-
-    >>> absmax_scale(torch.tensor([[1.0, -2.54], [0.0, 0.0]]), dim=-1)   # (2, 2) -> (2, 1)
-    tensor([[0.0200],
-            [1.0000]])
-    """
-    scale = x.abs().amax(dim=dim, keepdim=True).float() / 127
-    return torch.where(scale > 0, scale, torch.ones_like(scale))  # all zeros quantize to 0 at any scale
-
-
-def quantize(x: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """round(x / scale) as int8, clamped to [-127, 127]; also the number of values the clamp changed.
-
-    An unclipped value comes back from ``dequantize`` within scale / 2 of where it started.
-    """
-    q = torch.round(x.float() / scale)
-    clipped = int((q.abs() > 127).sum())
-    return q.clamp(-127, 127).to(torch.int8), clipped
-
-
-def dequantize(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """q · scale, broadcast, in ``dtype``."""
-    return (q.float() * scale).to(dtype)
 
 
 class Int8KVCache(KVCache):
