@@ -222,6 +222,36 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
     return FlashAttention.apply(q, k, v, causal, block_q, block_k, scale)
 
 
+def tile_trace(q: torch.Tensor, k: torch.Tensor, causal: bool, block_q: int, block_k: int) -> list[dict]:
+    """The forward's tile schedule for one head, q (T_q, d), k (T_k, d), with the row statistics after each tile.
+
+    One dict per computed tile, in loop order: ``qi``, ``kj`` (tile indices), ``diagonal`` (the tile
+    is partly masked) and ``m``, ``l`` (block_q-or-fewer rows): the running max and sum of the
+    query tile's rows after that key tile. Tiles absent from the list were skipped. The final m + log l
+    of each row is its log-sum-exp (what ``flash_forward`` returns).
+    """
+    if q.dim() != 2 or k.dim() != 2 or q.shape[1] != k.shape[1]:
+        raise ValueError(f"q and k must be (T, d) with the same d, got {tuple(q.shape)} and {tuple(k.shape)}")
+    _check_inputs(q[None, None], k[None, None], k[None, None], causal, block_q, block_k, None)
+    t_q, t_k, offset = q.shape[0], k.shape[0], k.shape[0] - q.shape[0]
+    steps = []
+    for qi, q0 in enumerate(range(0, t_q, block_q)):
+        rows = q[q0:q0 + block_q] / math.sqrt(q.shape[1])
+        m = torch.full((rows.shape[0],), -math.inf, dtype=q.dtype)
+        l = torch.zeros(rows.shape[0], dtype=q.dtype)
+        k_end = min(t_k, offset + q0 + rows.shape[0]) if causal else t_k
+        for kj, k0 in enumerate(range(0, k_end, block_k)):
+            s = rows @ k[k0:k0 + block_k].t()
+            diagonal = causal and k0 + s.shape[1] - 1 > offset + q0
+            if diagonal:
+                s = s.masked_fill(_future_mask(q0, s.shape[0], k0, s.shape[1], offset, q.device), -math.inf)
+            m_new = torch.maximum(m, s.amax(1))
+            l = l * (m - m_new).exp() + (s - m_new[:, None]).exp().sum(1)
+            m = m_new
+            steps.append({"qi": qi, "kj": kj, "diagonal": diagonal, "m": m.clone(), "l": l.clone()})
+    return steps
+
+
 # ---------------------------------------------------------------------------------------------
 # The baseline and a memory meter
 # ---------------------------------------------------------------------------------------------
@@ -289,4 +319,4 @@ def io_bytes(n: int, d: int, block_q: int, bytes_per_el: int = 2) -> tuple[int, 
 
 
 __all__ = ["BLOCK_K", "BLOCK_Q", "FlashAttention", "flash_attention", "flash_backward", "flash_forward", "io_bytes",
-           "naive_attention", "peak_memory"]
+           "naive_attention", "peak_memory", "tile_trace"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from companion.flash import flash_attention, flash_forward, io_bytes, naive_attention, peak_memory
+from companion.flash import flash_attention, flash_forward, io_bytes, naive_attention, peak_memory, tile_trace
 
 
 def qkv(b=2, h=4, h_kv=4, t_q=37, t_k=53, d=16, dtype=torch.float32, seed=0, grad=False):
@@ -137,3 +137,15 @@ def test_io_bytes_counts_the_quadratic_terms():
     assert 3 < standard / tiled < 2 * 128 / 64 + 0.1  # about 2 * block_q / d
     with pytest.raises(ValueError, match="block_q must be an int >= 1"):
         io_bytes(10, 4, 0)
+
+
+def test_tile_trace_skips_future_tiles_and_ends_at_the_lse():
+    q, k, v = qkv(b=1, h=1, h_kv=1, t_q=20, t_k=20)
+    steps = tile_trace(q[0, 0], k[0, 0], causal=True, block_q=8, block_k=8)
+    assert [(s["qi"], s["kj"]) for s in steps] == [(0, 0), (1, 0), (1, 1), (2, 0), (2, 1), (2, 2)]
+    assert [s["diagonal"] for s in steps] == [True, False, True, False, False, True]
+    _, lse = flash_forward(q, k, v, True, 8, 8)
+    final = torch.cat([s["m"] + s["l"].log() for s in steps if s["kj"] == s["qi"]])
+    torch.testing.assert_close(final, lse[0, 0], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="q and k must be"):
+        tile_trace(q, k, True, 8, 8)
