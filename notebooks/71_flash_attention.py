@@ -384,9 +384,9 @@ if lengths[-1] >= 4096:
     assert ratio_mem[lengths.index(4096)] >= 50, "at least 50× less than naive at N = 4096"
 
 # %% [markdown]
-# From N = {glue:text}`mem_len_max:,` down to an N {glue:text}`mem_len_factor`× shorter, naive
+# Over a {glue:text}`mem_len_factor`× longer sequence, up to N = {glue:text}`mem_len_max:,`, naive
 # attention's peak grows {glue:text}`mem_growth_naive:,.0f`× (quadratically) and ours
-# {glue:text}`mem_growth_ours:.1f`× (linearly): at N = {glue:text}`mem_len_max:,` naive attention
+# {glue:text}`mem_growth_ours:.1f`× (linearly, the output dominating): at N = {glue:text}`mem_len_max:,` naive attention
 # holds {glue:text}`mem_naive_max_mib:,.0f` MiB at its peak — the scores *and* the probabilities,
 # {glue:text}`naive_per_head_max_mib:,.0f` MiB per head — while ours holds
 # {glue:text}`mem_ours_max_mib:.1f` MiB ({glue:text}`mem_ratio_max:.0f`× less): the output, one
