@@ -423,3 +423,114 @@ def pretrained(smoke: bool, cache: str | Path | None = None, progress: bool = Tr
     model, history = train_from_scratch(model_cfg, data, train_cfg, progress=progress, sample=sample)
     save_checkpoint(path, {"model": model.state_dict(), "history": history.as_dict(), "recipe": asdict(rcp)})
     return Pretrained(model.eval(), tok, data, history, rcp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# A draft model for speculative decoding: the book's model cut to its first layer, then distilled
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DraftRecipe(Recipe):
+    """A draft model's recipe: the teacher's corpus and tokenizer (so the vocabularies match), its own size.
+
+    ``teacher`` is the key of the target's recipe; the draft starts from the teacher's embeddings,
+    first ``n_layer`` blocks and final norm, and is trained to match the teacher's next-token
+    distributions (distillation), which is what speculative decoding's acceptance rate rewards.
+    """
+
+    teacher: str = ""
+
+
+def draft_recipe(smoke: bool) -> DraftRecipe:
+    """The book's draft: one block of the book's model (a quarter of its layers), distilled for a few hundred steps."""
+    base = recipe(smoke)
+    if smoke:
+        model = dict(base.model, n_layer=1)
+        train = dict(steps=60, batch_size=16, block=64, peak_lr=2e-3, warmup_steps=6, eval_every=30, eval_tokens=4096)
+    else:
+        model = dict(base.model, n_layer=1)
+        train = dict(steps=300, batch_size=32, block=128, peak_lr=2e-3, warmup_steps=30, eval_every=100,
+                     eval_tokens=16_384)
+    return DraftRecipe(prose_chars=base.prose_chars, code_chars=base.code_chars, vocab_size=base.vocab_size,
+                       model=model, train=train, prompt=base.prompt, teacher=base.key())
+
+
+def distill_loss(student: nn.Module, teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the student's next-token distributions against the teacher's, −Σ p_teacher · log q_student.
+
+    x (B, T) ids -> a scalar: the mean over positions. It equals KL(p ‖ q) plus the teacher's entropy,
+    so minimizing it pulls q towards p everywhere, not only at the observed next token.
+    """
+    with torch.no_grad():
+        p = torch.softmax(teacher(x).float(), dim=-1)  # (B, T, V)
+    log_q = torch.log_softmax(student(x).float(), dim=-1)
+    return -(p * log_q).sum(-1).mean()
+
+
+def distill_lm(student: nn.Module, teacher: nn.Module, data: TokenData, cfg: LMTrainConfig,
+               progress: bool = True) -> LMHistory:
+    """Train ``student`` to match ``teacher`` on windows of ``data``: AdamW, warmup + cosine, clipping, as ``train_lm``.
+
+    ``history.train_loss`` is the distillation loss; ``history.val_loss`` the student's ordinary
+    validation loss (next-token cross-entropy), comparable with the teacher's.
+    """
+    if student.cfg.vocab_size != teacher.cfg.vocab_size:
+        raise ValueError(f"student and teacher must share a vocabulary, got {student.cfg.vocab_size} "
+                         f"and {teacher.cfg.vocab_size}")
+    device = next(student.parameters()).device
+    opt = torch.optim.AdamW(param_groups(student, cfg.weight_decay), lr=cfg.peak_lr, betas=cfg.betas)
+    sampler = torch.Generator().manual_seed(cfg.seed)
+    history = LMHistory(tokens_per_step=cfg.batch_size * cfg.block)
+    teacher.eval()
+    student.train()
+    for step in tqdm(range(cfg.steps), desc="distilling", disable=not progress):
+        lr = warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.peak_lr, cfg.peak_lr * cfg.min_lr_frac)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x, _ = data.batch(cfg.batch_size, cfg.block, sampler)
+        with autocast_context(cfg.autocast, device):
+            loss = distill_loss(student, teacher, x.to(device))
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.clip_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        history.step.append(step)
+        history.train_loss.append(float(loss.detach()))
+        history.lr.append(lr)
+        history.grad_norm.append(float(norm))
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            history.eval_step.append(step + 1)
+            history.val_loss.append(evaluate(student, data, cfg.block, cfg.eval_tokens, cfg.autocast))
+            student.train()
+    return history
+
+
+def pretrained_draft(smoke: bool, cache: str | Path | None = None, progress: bool = True,
+                     target: Pretrained | None = None) -> Pretrained:
+    """The book's draft model for speculative decoding: loaded from the cache, or distilled from ``pretrained`` once.
+
+    Same tokenizer and data as the book's model (``target``, loaded when not given). Cached as
+    ``<cache>/models/draft-<recipe hash>.pt``.
+    """
+    from .config import cache_dir
+    from .model import GPTConfig, MiniGPT
+
+    rcp = draft_recipe(smoke)
+    target = target or pretrained(smoke, cache, progress)
+    if target.recipe.key() != rcp.teacher:
+        raise ValueError(f"target was trained by recipe {target.recipe.key()}, the draft's teacher is {rcp.teacher}")
+    path = Path(cache or cache_dir()) / "models" / f"draft-{rcp.key()}.pt"
+    model = MiniGPT(GPTConfig(vocab_size=rcp.vocab_size, **rcp.model))
+    if path.is_file():
+        state = torch.load(path, weights_only=False)
+        model.load_state_dict(state["model"])
+        return Pretrained(model.eval(), target.tokenizer, target.data, LMHistory(**state["history"]), rcp, path)
+    keep = rcp.model["n_layer"]
+    model.load_state_dict({k: v for k, v in target.model.state_dict().items()
+                           if not k.startswith("blocks.") or int(k.split(".")[1]) < keep})
+    train_cfg = LMTrainConfig(**rcp.train)
+    torch.manual_seed(train_cfg.seed)
+    history = distill_lm(model, target.model, target.data, train_cfg, progress=progress)
+    save_checkpoint(path, {"model": model.state_dict(), "history": history.as_dict(), "recipe": asdict(rcp)})
+    return Pretrained(model.eval(), target.tokenizer, target.data, history, rcp, path)
