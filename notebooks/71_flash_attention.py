@@ -27,7 +27,7 @@
 # **You will learn**
 # - why standard attention is limited by memory traffic, and what FlashAttention's IO count is;
 # - the online-softmax recurrence, derived and checked numerically;
-# - how the tiled forward walks query and key tiles, skipping the future under a causal mask (animated);
+# - how the tiled forward walks query and key tiles, skipping the future under a causal mask (step through it with a slider);
 # - a tiled forward and a recomputing backward in PyTorch, equal to `F.scaled_dot_product_attention`
 #   in outputs and gradients;
 # - peak memory O(T) against O(T²), and speed against PyTorch's CPU attention backends, measured;
@@ -186,8 +186,8 @@ print(f"log-sum-exp error {err_lse:.1e}, output error {err_out:.1e} (float64)")
 # a loop over key tiles computes a $B_q \times B_k$ block of scores with one matrix multiply,
 # updates the rows' $m$ and $\ell$, rescales the accumulator and adds $\tilde P V$ — again one matrix
 # multiply. Under a causal mask, key tiles entirely in a query tile's future are never computed, and
-# only tiles that straddle the diagonal need a mask: about half the work disappears. Press play, or
-# drag the slider: the left grid shows which tiles are done, current and skipped; the right panels
+# only tiles that straddle the diagonal need a mask: about half the work disappears. Drag the
+# slider through the loop: the left grid shows which tiles are done, current and skipped; the right panels
 # show the running max and sum of the current query tile's rows after each key tile (grey: their
 # final values).
 
@@ -235,12 +235,19 @@ def frame_data(step: int) -> list:
 fig = make_subplots(rows=2, cols=2, column_widths=[0.55, 0.45], specs=[[{"rowspan": 2}, {}], [None, {}]],
                     subplot_titles=("tiles of S (query tile × key tile)", "running max m of the tile's rows",
                                     "running sum ℓ of the tile's rows"), horizontal_spacing=0.1)
-for trace, (r, c) in zip(frame_data(0), [(1, 1), (1, 2), (1, 2), (2, 2), (2, 2)]):
-    fig.add_trace(trace, row=r, col=c)
-fig.frames = [go.Frame(data=frame_data(i), name=str(i), traces=list(range(5)),
-                       layout=dict(title_text=f"step {i + 1} of {len(steps)}: query tile {st['qi']}, key tile {st['kj']}"
-                                   + (" (on the diagonal: masked inside)" if st["diagonal"] else "")))
-              for i, st in enumerate(steps)]
+cells = [(1, 1), (1, 2), (1, 2), (2, 2), (2, 2)]
+for i in range(len(steps)):  # every step's traces up front; the slider shows one step's five at a time
+    for trace, (r, c) in zip(frame_data(i), cells):
+        trace.visible = i == 0
+        fig.add_trace(trace, row=r, col=c)
+
+
+def step_title(i: int) -> str:
+    st = steps[i]
+    return (f"step {i + 1} of {len(steps)}: query tile {st['qi']}, key tile {st['kj']}"
+            + (" (on the diagonal: masked inside)" if st["diagonal"] else ""))
+
+
 fig.update_yaxes(autorange="reversed", title_text="query tile", row=1, col=1)
 fig.update_xaxes(title_text="key tile", side="top", row=1, col=1)
 fig.update_yaxes(range=[min(float(st["m"].min()) for st in steps) - 0.3, max(float(st["m"].max()) for st in steps) + 0.3],
@@ -248,13 +255,10 @@ fig.update_yaxes(range=[min(float(st["m"].min()) for st in steps) - 0.3, max(flo
 fig.update_yaxes(type="log", row=2, col=2)
 fig.update_xaxes(title_text="row within the query tile", row=2, col=2)
 fig.update_layout(
-    height=520, showlegend=False, title=f"step 1 of {len(steps)}: query tile 0, key tile 0 (on the diagonal: masked inside)",
-    updatemenus=[dict(type="buttons", x=0.0, y=-0.08, xanchor="left", showactive=False, buttons=[
-        dict(label="▶ play", method="animate", args=[None, dict(frame=dict(duration=700, redraw=True), fromcurrent=True)]),
-        dict(label="❚❚ pause", method="animate", args=[[None], dict(mode="immediate", frame=dict(duration=0))])])],
-    sliders=[dict(active=0, y=-0.12, x=0.15, len=0.85, currentvalue=dict(prefix="step "),
-                  steps=[dict(label=str(i + 1), method="animate",
-                              args=[[str(i)], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
+    height=540, showlegend=False, title=step_title(0),
+    sliders=[dict(active=0, y=-0.08, currentvalue=dict(prefix="step "),
+                  steps=[dict(label=str(i + 1), method="update",
+                              args=[{"visible": [j // 5 == i for j in range(5 * len(steps))]}, {"title.text": step_title(i)}])
                          for i in range(len(steps))])])
 fig
 
