@@ -681,7 +681,8 @@ assert gelu["fused_s"] < 4 * copy_s, "the fused GELU runs at close to the speed 
 # %% [markdown]
 # Eager execution moves {glue:text}`fuse_mb_unfused:.0f` MB, the fused kernel
 # {glue:text}`fuse_mb_fused:.0f` MB. For ReLU, where each operation is one instruction, time follows
-# bytes: the fused version is {glue:text}`relu_speedup:.1f`× faster, and the eager chain moves its
+# bytes and then some (each eager pass also reads its output's cache lines before writing them):
+# the fused version is {glue:text}`relu_speedup:.1f`× faster, and the eager chain moves its
 # bytes at {glue:text}`relu_unfused_gbs:.0f` GB/s — each kernel on the slanted roof. For GELU the
 # fused kernel is {glue:text}`gelu_speedup:.1f`× faster ({glue:text}`gelu_unfused_ms:.0f` ms →
 # {glue:text}`gelu_fused_ms:.1f` ms, close to the dotted line of a plain copy): on one CPU core PyTorch's `tanh`-GELU is itself compute-heavy, so the saving is the bytes *and* a
