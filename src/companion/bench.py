@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -369,7 +370,99 @@ def llm_serving(smoke: bool) -> list[Record]:
     return [r for part in tqdm(parts, desc="bench: llm_serving") for r in part(smoke)]
 
 
-SUITES = {"fundamentals": fundamentals, "llm_internals": llm_internals, "llm_serving": llm_serving}
+def matmul_records(smoke: bool) -> list[Record]:
+    """numba tiled matmul against torch.matmul at 1024³ fp32 (512³ in smoke), both on one thread;
+    and against the naive compiled triple loop it replaces (256³ / 512³)."""
+    from . import matmul as mm
+
+    n, n_naive, n_threads = (512, 256, 1) if smoke else (1024, 512, 1)
+    rng = np.random.default_rng(0)
+    records = []
+    progress = tqdm(total=2, desc="bench: matmul")
+    with mm.threads(n_threads):
+        a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+        t_tiled, t_torch = paired_seconds(lambda: mm.matmul_numba_tiled(a, b), lambda: mm.matmul_torch(a, b),
+                                          repeat=5 if smoke else 9, warmup=2)
+        gflop = 2 * n**3 / 1e9
+        records.append(Record("kernels.matmul_numba_tiled.gflops_ratio_vs_torch", gflop / t_tiled, gflop / t_torch,
+                              "torch.matmul (fp32)", "GFLOP/s", t_torch / t_tiled, "≥ 0.3", 0.3,
+                              {"n": n, "dtype": "float32", "threads": n_threads, "tile (bm, bn, bk)": list(mm.TILE)}))
+        progress.update()
+        a, b = (rng.standard_normal((n_naive, n_naive), dtype=np.float32) for _ in range(2))
+        t_tiled, t_naive = paired_seconds(lambda: mm.matmul_numba_tiled(a, b), lambda: mm.matmul_numba_naive(a, b),
+                                          repeat=3, warmup=1)
+        gflop = 2 * n_naive**3 / 1e9
+        records.append(Record("kernels.matmul_numba_tiled.speedup_vs_numba_naive", gflop / t_tiled, gflop / t_naive,
+                              "companion.matmul.matmul_numba_naive (i, j, k loops, compiled)", "GFLOP/s",
+                              t_naive / t_tiled, "≥ 5", 5.0, {"n": n_naive, "dtype": "float32", "threads": n_threads}))
+        progress.update()
+    progress.close()
+    return records
+
+
+def flash_records(smoke: bool) -> list[Record]:
+    """Tiled online-softmax attention, forward, fp32, non-causal, B=1, H=8, d=64, L=4096, one thread.
+
+    Smoke mode times at L=2048 (memory is always measured at L=4096: it takes seconds).
+
+    Memory: peak bytes allocated during the call (output included), read from torch.profiler's
+    allocation log, against naive attention that materializes the (B, H, L, L) scores. Speed:
+    against F.scaled_dot_product_attention's default CPU dispatch (its fused flash kernel) and its
+    math backend (the materializing reference), timed alternately.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from .flash import BLOCK_K, BLOCK_Q, flash_forward, naive_attention, peak_memory
+
+    length = 2048 if smoke else 4096
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        g = torch.Generator().manual_seed(0)
+        q, k, v = (torch.randn(1, 8, 4096, 64, generator=g) for _ in range(3))
+        params = {"B": 1, "H": 8, "L": 4096, "d": 64, "dtype": "float32", "causal": False, "threads": 1,
+                  "block_q": BLOCK_Q, "block_k": BLOCK_K}
+        progress = tqdm(total=3, desc="bench: flash attention")
+        ours_bytes, naive_bytes = peak_memory(flash_forward, q, k, v), peak_memory(naive_attention, q, k, v)
+        records = [Record("kernels.flash_attention.peak_memory_ratio_vs_naive", ours_bytes, naive_bytes,
+                          "naive attention (materialized L×L scores)", "peak bytes allocated",
+                          naive_bytes / ours_bytes, "≥ 50× less", 50.0, params)]
+        progress.update()
+        q, k, v = (x[:, :, :length].contiguous() for x in (q, k, v))
+        params = {**params, "L": length}
+
+        def ours():
+            flash_forward(q, k, v)
+
+        def sdpa():
+            F.scaled_dot_product_attention(q, k, v)
+
+        def sdpa_math():
+            with sdpa_kernel(SDPBackend.MATH):
+                F.scaled_dot_product_attention(q, k, v)
+
+        repeat = 3 if smoke else 5
+        for name, ref, ref_name, goal_ratio, goal in (
+                ("speed_ratio_vs_sdpa", sdpa, "F.scaled_dot_product_attention (default CPU dispatch)", 0.5, "≥ 0.5"),
+                ("speed_ratio_vs_sdpa_math", sdpa_math, "F.scaled_dot_product_attention (SDPBackend.MATH)", 1.5,
+                 "≥ 1.5")):
+            t_ours, t_ref = paired_seconds(ours, ref, repeat=repeat, warmup=1)
+            records.append(Record(f"kernels.flash_attention.{name}", 1 / t_ours, 1 / t_ref, ref_name, "calls/s",
+                                  t_ref / t_ours, goal, goal_ratio, params))
+            progress.update()
+        progress.close()
+    finally:
+        torch.set_num_threads(threads)
+    return records
+
+
+def kernels(smoke: bool) -> list[Record]:
+    """Part VII cores: the tiled numba matmul, FlashAttention in PyTorch."""
+    parts = (matmul_records, flash_records)
+    return [r for part in tqdm(parts, desc="bench: kernels") for r in part(smoke)]
+
+
+SUITES = {"fundamentals": fundamentals, "llm_internals": llm_internals, "llm_serving": llm_serving, "kernels": kernels}
 
 
 def run(smoke: bool, suites: list[str] | None = None) -> list[Record]:

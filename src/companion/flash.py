@@ -45,9 +45,11 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 
@@ -266,6 +268,19 @@ def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
     return torch.softmax(scores, dim=-1) @ v
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Send file descriptor 2 to /dev/null: the profiler's C++ side logs each start and stop there."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved), os.close(devnull)
+
+
 def peak_memory(fn: Callable[..., object], *args, **kwargs) -> int:
     """Peak bytes allocated by torch on the CPU while ``fn(*args, **kwargs)`` runs, above what was live before.
 
@@ -278,7 +293,7 @@ def peak_memory(fn: Callable[..., object], *args, **kwargs) -> int:
 
     if not callable(fn):
         raise ValueError(f"fn must be callable, got {type(fn).__name__}")
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         result = fn(*args, **kwargs)
         del result
     fd, path = tempfile.mkstemp(suffix=".json")
