@@ -207,10 +207,12 @@ assert all(r.ratio > 0 for r in serving_records)
 # thread each (goal ≥ {glue:text}`goal_matmul_pct:g`% of torch's GFLOP/s), and against the naive
 # compiled triple loop it replaces. FlashAttention in PyTorch from {doc}`71_flash_attention`, forward,
 # fp32, 8 heads of dimension 64 at 4,096 tokens (the speed at 2,048 in a quick run), one thread: the
-# peak memory it allocates against
-# attention that materializes the scores (goal ≥ {glue:text}`goal_flash_mem:g`× less), and its
-# speed against `F.scaled_dot_product_attention`'s default CPU kernel (goal
+# peak memory it allocates against attention that materializes the scores (goal
+# ≥ {glue:text}`goal_flash_mem:g`× less), and its speed against `F.scaled_dot_product_attention`'s default CPU kernel (goal
 # ≥ {glue:text}`goal_flash_sdpa:g`×) and its math backend (goal ≥ {glue:text}`goal_flash_math:g`×).
+# And the weight quantizers of {doc}`73_quantization` applied to the book's trained MiniGPT: its
+# validation perplexity with int8 per-channel weights (goal: within {glue:text}`goal_int8_pct:.1f`%
+# of fp32) and with int4 or NF4 weights in groups (goal: within {glue:text}`goal_int4_pct:.0f`%).
 
 # %%
 kernel_records = bench.run(smoke=SMOKE, suites=["kernels"])
@@ -232,6 +234,11 @@ glue("matmul_pct", 100 * matmul.ratio)
 glue("flash_mem_ratio", flash["peak_memory_ratio_vs_naive"].ratio)
 glue("flash_vs_sdpa", flash["speed_ratio_vs_sdpa"].ratio)
 glue("flash_vs_math", flash["speed_ratio_vs_sdpa_math"].ratio)
+quant = {name: kernels[f"quant.{name}.ppl_ratio_vs_fp32"] for name in ("int8_channel", "int4_g128", "nf4")}
+glue("goal_int8_pct", 100 * quant["int8_channel"].params["tolerance"])
+glue("goal_int4_pct", 100 * quant["int4_g128"].params["tolerance"])
+for name, record in quant.items():
+    glue(f"rise_{name}_pct", 100 * record.params["ppl_increase"])
 assert flash["peak_memory_ratio_vs_naive"].ratio > 1
 assert all(r.ratio > 0 for r in kernel_records)
 
@@ -241,6 +248,9 @@ assert all(r.ratio > 0 for r in kernel_records)
 # {glue:text}`flash_mem_ratio:.0f`× less memory than the attention that writes out its scores, and
 # runs at {glue:text}`flash_vs_sdpa:.2f`× the speed of PyTorch's fused C++ kernel and
 # {glue:text}`flash_vs_math:.1f`× that of its math backend, although its tile loops are Python.
+# Quantizing the MiniGPT's weights changes its perplexity by {glue:text}`rise_int8_channel_pct:+.2f`%
+# in int8, {glue:text}`rise_int4_g128_pct:+.2f`% in int4 with groups of 128 and
+# {glue:text}`rise_nf4_pct:+.2f`% in NF4.
 
 # %% [markdown]
 # ## The machine

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from . import losses, numerics, optim
@@ -456,9 +458,55 @@ def flash_records(smoke: bool) -> list[Record]:
     return records
 
 
+def quant_records(smoke: bool) -> list[Record]:
+    """Weight-only quantization of the trained MiniGPT (``lm.pretrained``): validation perplexity of int8
+    per channel, int4 group-128 and NF4 against fp32 on the same held-out tokens, and the bytes int4
+    stores. One thread."""
+    from . import lm, quant
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    records = []
+    progress = tqdm(total=4, desc="bench: quant")
+    try:
+        with torch.no_grad():
+            pre = lm.pretrained(smoke, progress=False)
+            model, block = pre.model, pre.model.cfg.block_size
+            tokens = 4096 if smoke else 32768
+
+            def ppl(m: nn.Module) -> float:
+                return math.exp(lm.evaluate(m, pre.data, block, tokens))
+
+            base = ppl(model)
+            params = {"model": f"MiniGPT {model.n_params():,} params ({'smoke' if smoke else 'full'} recipe)",
+                      "eval_tokens": tokens, "weights": "trained (lm.pretrained)", "quantized": "block linears; "
+                      "embedding and tied head in fp32", "rounding": "round-to-nearest", "threads": 1}
+            for name, scheme, tol in (("int8_channel", "int8", 0.005), ("int4_g128", "int4-g128", 0.05),
+                                      ("nf4", "nf4", 0.05)):
+                q = ppl(quant.quantize_model(model, scheme))
+                records.append(Record(f"quant.{name}.ppl_ratio_vs_fp32", q, base, "the same MiniGPT in fp32",
+                                      "perplexity", (1 + tol) / (q / base), f"perplexity within {tol:.1%} of fp32",
+                                      1.0, {**params, "scheme": quant.as_scheme(scheme).name,
+                                            "tolerance": tol, "ppl_increase": q / base - 1}))
+                progress.update()
+            q4 = quant.quantize_model(model, "int4-g128")
+            lin_fp = sum(m.weight.numel() * 4 for n, m in model.named_modules()
+                         if isinstance(m, nn.Linear) and n != "lm_head")
+            lin_q = sum(m.qweight.nbytes() for m in q4.modules() if isinstance(m, quant.QuantLinear))
+            records.append(Record("quant.int4_g128.weight_bytes_ratio_vs_fp32", lin_q, lin_fp,
+                                  "fp32 weights of the same layers", "bytes", lin_fp / lin_q,
+                                  "≥ 6× fewer bytes than fp32 (4-bit codes packed + fp32 group scales)", 6.0,
+                                  {**params, "bits_per_weight": 8 * lin_q / (lin_fp / 4)}))
+            progress.update()
+    finally:
+        torch.set_num_threads(threads)
+        progress.close()
+    return records
+
+
 def kernels(smoke: bool) -> list[Record]:
-    """Part VII cores: the tiled numba matmul, FlashAttention in PyTorch."""
-    parts = (matmul_records, flash_records)
+    """Part VII cores: the tiled numba matmul, FlashAttention in PyTorch, weight quantization of MiniGPT."""
+    parts = (matmul_records, flash_records, quant_records)
     return [r for part in tqdm(parts, desc="bench: kernels") for r in part(smoke)]
 
 
