@@ -245,10 +245,28 @@ def _insert_range(x, start, stop, levels, links0, links_up, up_start, state, m, 
             state[0], state[1] = new, level
 
 
+@njit(cache=True)
+def _all_finite(q):
+    """True when no entry of q (m, d) float32 is NaN or inf: tested on the exponent bits, which
+    fastmath cannot assume away."""
+    bits = q.view(np.int32)
+    for r in range(bits.shape[0]):
+        for j in range(bits.shape[1]):
+            if bits[r, j] & 0x7F800000 == 0x7F800000:
+                return False
+    return True
+
+
 @njit(fastmath=True, cache=True)
-def _search_batch(x, queries, k, ef, state, links0, links_up, up_start, visited, stamp, ip,
-                  cand_d, cand_i, res_d, res_i, out_d, out_i):
-    """k nearest of each query: descend the upper layers greedily, then a beam of ef on layer 0."""
+def _search_batch(x, queries, k, ef, ip, links0, links_up, up_start, visited, state, heap_d, heap_i, out_d, out_i):
+    """k nearest of each query (m, d) into out_d / out_i (m, k): descend the upper layers greedily,
+    then a beam of ef on layer 0. state = [entry point, top level, visited stamp]; heap_d / heap_i hold
+    the candidate heap (first n + 1 slots) and the result heap (the rest). False if a query is not finite."""
+    if not _all_finite(queries):
+        return False
+    n = x.shape[0]
+    cand_d, cand_i, res_d, res_i = heap_d[:n + 1], heap_i[:n + 1], heap_d[n + 1:], heap_i[n + 1:]
+    stamp = state[2:]
     for r in range(queries.shape[0]):
         q = queries[r]
         ep = state[0]
@@ -261,6 +279,7 @@ def _search_batch(x, queries, k, ef, state, links0, links_up, up_start, visited,
         _drain_sorted(res_d, res_i, nr, out_d[r], out_i[r])
         for t in range(nr, k):  # fewer than k reachable: pad
             out_d[r, t], out_i[r, t] = np.inf, -1
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,12 +328,11 @@ class HNSW(Index):
         self.up_start[1:] = np.cumsum(self.levels[:-1])
         self.links0 = np.zeros((n, 1 + self.M0), dtype=np.int32)  # [degree, neighbours...]
         self.links_up = np.zeros((int(self.levels.sum()), 1 + self.M), dtype=np.int32)
-        self._state = np.array([-1, -1], dtype=np.int64)  # entry point, top level
-        self._visited, self._stamp = np.zeros(n, dtype=np.int32), np.zeros(1, dtype=np.int64)
-        self._cand = np.empty(n + 1, dtype=np.float32), np.empty(n + 1, dtype=np.int32)
-        self._res = {}  # beam width -> preallocated result heap
+        self._state = np.array([-1, -1, 0], dtype=np.int64)  # entry point, top level, visited stamp
+        self._visited = np.zeros(n, dtype=np.int32)
         ef_c = self.ef_construction
-        res_d, res_i = self._result_heap(ef_c)
+        self._grow_heaps(ef_c)
+        heap_d, heap_i = self._heap_d, self._heap_i
         w_d, w_i = np.empty(ef_c + 1, dtype=np.float32), np.empty(ef_c + 1, dtype=np.int32)
         tmp_d, tmp_i = np.empty(self.M0 + 1, dtype=np.float32), np.empty(self.M0 + 1, dtype=np.int32)
         sel = np.empty(max(self.M0, ef_c) + 1, dtype=np.int32)
@@ -326,25 +344,40 @@ class HNSW(Index):
             starts = tqdm(starts, desc=f"HNSW build (n={n})", unit_scale=chunk)
         for start in starts:
             _insert_range(x, start, min(start + chunk, n), self.levels, self.links0, self.links_up, self.up_start,
-                          self._state, self.M, self.M0, ef_c, self.metric == "ip", self._visited, self._stamp,
-                          *self._cand, res_d, res_i, w_d, w_i, tmp_d, tmp_i, sel)
+                          self._state, self.M, self.M0, ef_c, self.metric == "ip", self._visited, self._state[2:],
+                          heap_d[:n + 1], heap_i[:n + 1], heap_d[n + 1:], heap_i[n + 1:], w_d, w_i, tmp_d, tmp_i, sel)
 
-    def _result_heap(self, width: int) -> tuple[np.ndarray, np.ndarray]:
-        if width not in self._res:
-            self._res[width] = np.empty(width + 2, dtype=np.float32), np.empty(width + 2, dtype=np.int32)
-        return self._res[width]
+    def _grow_heaps(self, width: int) -> None:
+        """Scratch for the candidate heap (n + 1 slots) and a result heap of ``width`` (+ 2 slots)."""
+        size = self.ntotal + 1 + width + 2
+        if getattr(self, "_heap_d", None) is None or len(self._heap_d) < size:
+            self._heap_d, self._heap_i = np.empty(size, dtype=np.float32), np.empty(size, dtype=np.int32)
 
     # -- search ---------------------------------------------------------------------------------
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """k nearest of each query q (m, d) -> (dists (m, k) float32 ascending, ids (m, k) int64).
+
+        The common case (a C-contiguous float32 q of the right width, an int k) goes straight to one
+        compiled call, which also rejects NaN/inf: single-query latency is mostly per-call overhead.
+        Anything else takes the base class's full checks first.
+        """
+        if (type(q) is np.ndarray and q.dtype == np.float32 and q.ndim == 2 and q.shape[1] == self.d
+                and q.flags.c_contiguous and type(k) is int and 1 <= k <= self.ntotal):
+            return self._search(q, k)
+        return super().search(q, k)
 
     def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         ef = self.ef
         if isinstance(ef, bool) or not isinstance(ef, (int, np.integer)) or ef < 1:
             raise ValueError(f"ef must be an int >= 1, got {ef!r}")
         ef = max(int(ef), k)
-        res_d, res_i = self._result_heap(ef)
+        if len(self._heap_d) < self.ntotal + ef + 3:
+            self._grow_heaps(ef)
         out_d, out_i = np.empty((len(q), k), dtype=np.float32), np.empty((len(q), k), dtype=np.int64)
-        _search_batch(self._x, q, k, ef, self._state, self.links0, self.links_up, self.up_start, self._visited,
-                      self._stamp, self.metric == "ip", *self._cand, res_d, res_i, out_d, out_i)
+        if not _search_batch(self._x, q, k, ef, self.metric == "ip", self.links0, self.links_up, self.up_start,
+                             self._visited, self._state, self._heap_d, self._heap_i, out_d, out_i):
+            raise ValueError("q contains NaN or inf")
         return out_d, out_i
 
     # -- the graph, for figures and tests -------------------------------------------------------
