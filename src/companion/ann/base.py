@@ -71,6 +71,10 @@ def top_k(dists: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     m, n = dists.shape
     if k < n:
         part = np.argpartition(dists, k - 1, axis=1)[:, :k]
+        kth = np.take_along_axis(dists, part, 1).max(1)
+        for r in np.flatnonzero((dists <= kth[:, None]).sum(1) > k):  # ties at the boundary: smallest ids win
+            tied = np.flatnonzero(dists[r] <= kth[r])
+            part[r] = tied[np.lexsort((tied, dists[r, tied]))[:k]]
     else:
         part = np.broadcast_to(np.arange(n), (m, n))
     d = np.take_along_axis(dists, part, axis=1)
