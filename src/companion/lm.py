@@ -443,7 +443,7 @@ class DraftRecipe(Recipe):
 
 
 def draft_recipe(smoke: bool) -> DraftRecipe:
-    """The book's draft: one block of the book's model (a quarter of its layers), distilled for a few hundred steps."""
+    """The book's draft: the first block of the book's model (a quarter of its layers; SMOKE: half), distilled from it."""
     base = recipe(smoke)
     if smoke:
         model = dict(base.model, n_layer=1)
@@ -489,7 +489,7 @@ def distill_lm(student: nn.Module, teacher: nn.Module, data: TokenData, cfg: LMT
         for group in opt.param_groups:
             group["lr"] = lr
         x, _ = data.batch(cfg.batch_size, cfg.block, sampler)
-        with autocast_context(cfg.autocast, device):
+        with torch.enable_grad(), autocast_context(cfg.autocast, device):  # also inside a no_grad chapter
             loss = distill_loss(student, teacher, x.to(device))
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.clip_norm)
@@ -508,10 +508,10 @@ def distill_lm(student: nn.Module, teacher: nn.Module, data: TokenData, cfg: LMT
 
 def pretrained_draft(smoke: bool, cache: str | Path | None = None, progress: bool = True,
                      target: Pretrained | None = None) -> Pretrained:
-    """The book's draft model for speculative decoding: loaded from the cache, or distilled from ``pretrained`` once.
+    """The draft model for speculative decoding: loaded from the cache, or distilled from its target once.
 
-    Same tokenizer and data as the book's model (``target``, loaded when not given). Cached as
-    ``<cache>/models/draft-<recipe hash>.pt``.
+    The target is the book's model, ``pretrained(smoke)`` (loaded when not given); the draft shares
+    its tokenizer and data. Cached as ``<cache>/models/draft-<recipe hash>.pt``.
     """
     from .config import cache_dir
     from .model import GPTConfig, MiniGPT

@@ -239,6 +239,7 @@ def test_bad_inputs_give_clear_errors():
 def test_draft_recipe_shares_the_tokenizer_and_leaves_the_book_model_alone(smoke):
     book, draft = lm.recipe(smoke), lm.draft_recipe(smoke)
     assert book.key() == {True: "ae8115afd189", False: "d127b1a84183"}[smoke]  # cached book models stay valid
+    # same corpus and BPE size: the same tokenizer, so the vocabularies match
     assert (draft.prose_chars, draft.code_chars, draft.vocab_size) == (book.prose_chars, book.code_chars, book.vocab_size)
     assert draft.teacher == book.key() and draft.key() != book.key()
     assert draft.model["n_layer"] < book.model["n_layer"] and draft.model["n_embd"] == book.model["n_embd"]
