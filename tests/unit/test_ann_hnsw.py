@@ -48,6 +48,19 @@ def test_recall_at_10_at_moderate_ef(index):
     np.testing.assert_allclose(dists, expected, rtol=1e-4, atol=1e-3)
 
 
+def test_recall_matches_hnswlib_at_the_same_settings(index):
+    import hnswlib
+
+    ref = hnswlib.Index(space="l2", dim=X.shape[1])
+    ref.init_index(max_elements=len(X), M=8, ef_construction=100, random_seed=0)
+    ref.add_items(X, num_threads=1)
+    for ef in (16, 40):
+        index.ef = ef
+        ref.set_ef(ef)
+        ours, theirs = recall(index.search(Q, 10)[1], TRUTH), recall(ref.knn_query(Q, 10)[0], TRUTH)
+        assert abs(ours - theirs) < 0.03, (ef, ours, theirs)  # same algorithm: same recall up to level draws
+
+
 def test_recall_rises_with_ef(index):
     recalls = []
     for ef in (1, 4, 16, 64):
