@@ -274,6 +274,38 @@ def forward_seconds(model, context: int, n_tokens: int, repeat: int = 20) -> flo
 
 
 @torch.no_grad()
+def pass_seconds(models: list, context: int, ns: list[int], repeat: int = 20) -> list[list[float]]:
+    """Median seconds of a cached forward over n new tokens, for every model and every n in ``ns``: [model][n].
+
+    The passes are timed round-robin — each repetition runs every (model, n) once — so that load
+    from other work on the machine falls on all of them alike and their ratios stay meaningful.
+    """
+    for n in ns:
+        _check_gamma(n, name="n_tokens")
+    setups = []
+    for model in models:
+        if isinstance(context, bool) or not isinstance(context, int) or \
+                not 1 <= context <= model.cfg.block_size - max(ns):
+            raise ValueError(f"context must be an int in [1, block_size - max(ns) = "
+                             f"{model.cfg.block_size - max(ns)}], got {context!r}")
+        ids = torch.randint(0, model.cfg.vocab_size, (1, context + max(ns)), generator=torch.Generator().manual_seed(0))
+        cache = KVCache.for_model(model, 1, max_len=context + max(ns))
+        model(ids[:, :context], cache=cache)
+        setups.append((model, ids, cache))
+    times = [[[] for _ in ns] for _ in models]
+    for rep in range(repeat + 2):
+        for i, (model, ids, cache) in enumerate(setups):
+            for j, n in enumerate(ns):
+                start = time.perf_counter()
+                model(ids[:, context:context + n], cache=cache)
+                elapsed = time.perf_counter() - start
+                cache.length = context  # rewind: every call does the same work
+                if rep >= 2:  # two warm-up rounds
+                    times[i][j].append(elapsed)
+    return [[sorted(t)[len(t) // 2] for t in row] for row in times]
+
+
+@torch.no_grad()
 def sequence_distribution(model, prompt: torch.Tensor, n_new: int, cfg: SamplingConfig | None = None) -> torch.Tensor:
     """The exact probability of every continuation of prompt (1, T) by ``n_new`` tokens under sampling with ``cfg``.
 
@@ -380,6 +412,7 @@ __all__ = [
     "forward_seconds",
     "markov_speculative",
     "optimal_gamma",
+    "pass_seconds",
     "processed_probs",
     "sequence_distribution",
     "speculative_generate",

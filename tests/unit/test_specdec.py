@@ -228,6 +228,14 @@ def test_bad_inputs_give_clear_errors():
         specdec.sequence_distribution(target, prompt, 5)
     with pytest.raises(ValueError, match="context must be"):
         specdec.forward_seconds(target, 64, 1)
+    with pytest.raises(ValueError, match="context must be"):
+        specdec.pass_seconds([target, draft], 60, [1, 5])
+
+
+def test_pass_seconds_shape_and_order():
+    target, draft = tiny(seed=0), tiny(n_layer=1, n_embd=16, seed=1)
+    times = specdec.pass_seconds([target, draft], 8, [1, 4], repeat=3)
+    assert len(times) == 2 and all(len(row) == 2 and all(t > 0 for t in row) for row in times)
 
 
 # ---------------------------------------------------------------------------------------------
