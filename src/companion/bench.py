@@ -366,9 +366,123 @@ def engine_records(smoke: bool) -> list[Record]:
                    params)]
 
 
+def specdec_records(smoke: bool) -> list[Record]:
+    """Speculative decoding: the book's MiniGPT verifies its distilled one-block draft, one thread, KV caches.
+
+    (a) Tokens per target step against E(α, γ) = (1 − α^(γ+1)) / (1 − α) at the α measured in the same
+    runs (the mean overlap Σ min(p, q) at the positions the acceptance test reached), sampling at T = 1.
+    (b) Greedy wall-clock against target-only greedy decoding with the target's KV cache, with the
+    tokens checked identical; γ is the best γ for the measured α and draft/target cost ratio c.
+    """
+    from . import lm, specdec
+    from .decoding import SamplingConfig
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small models: one core is faster and far less noisy than two
+    try:
+        with torch.no_grad():
+            pre = lm.pretrained(smoke, progress=False)
+            draft = lm.pretrained_draft(smoke, progress=False, target=pre).model
+            target = pre.model
+            prompt_len, new = 16, (40 if smoke else 100)
+            starts = range(0, len(pre.data.val) - prompt_len, (len(pre.data.val) - prompt_len) // (4 if smoke else 12))
+            prompts = [pre.data.val[s:s + prompt_len][None] for s in starts][: 4 if smoke else 12]
+            progress = tqdm(total=2, desc="bench: specdec")
+
+            (t1, t5), (d1, _) = specdec.pass_seconds([target, draft], prompt_len + new // 2, [1, 5])
+            c, v = d1 / t1, t5 / t1  # draft/target cost per pass; target over 5 tokens / over 1
+            sampled, gamma_a = [], 4
+            for i, prompt in enumerate(prompts):
+                sampled.append(specdec.speculative_generate(target, draft, prompt, new, gamma_a, SamplingConfig(),
+                                                            torch.Generator().manual_seed(i))[1])
+            overlap = [o for s in sampled for o in s.overlap]
+            alpha = sum(overlap) / len(overlap)
+            full = [a + 1 for s in sampled for a, d in zip(s.accepted, s.drafted) if d == gamma_a]
+            measured, predicted = sum(full) / len(full), specdec.expected_tokens(alpha, gamma_a)
+            formula = Record("specdec.tokens_per_step.agreement_with_formula", measured, predicted,
+                             "E(α, γ) = (1 − α^(γ+1)) / (1 − α) at the measured α", "tokens / target step",
+                             1 - abs(measured / predicted - 1), "within ±5% (ratio ≥ 0.95)", 0.95,
+                             {"gamma": gamma_a, "alpha": round(alpha, 4), "target_steps": len(full),
+                              "decoding": "sampling, T = 1", "prompts": len(prompts), "new_tokens": new})
+            progress.update()
+
+            greedy = SamplingConfig(greedy=True)
+            gamma = specdec.optimal_gamma(alpha, c, max_gamma=8)
+            spec_out = [specdec.speculative_generate(target, draft, p, new, gamma, greedy) for p in prompts]
+            base_out = [specdec.target_only_generate(target, p, new, greedy) for p in prompts]
+            identical = all(torch.equal(a, b) for (a, _), b in zip(spec_out, base_out))
+            t_spec, t_base = paired_seconds(
+                lambda: [specdec.speculative_generate(target, draft, p, new, gamma, greedy) for p in prompts],
+                lambda: [specdec.target_only_generate(target, p, new, greedy) for p in prompts],
+                repeat=3 if smoke else 7, warmup=1)
+            tokens = new * len(prompts)
+            greedy_alpha = sum(o for _, s in spec_out for o in s.overlap) / sum(len(s.overlap) for _, s in spec_out)
+            speed = Record("specdec.greedy.speedup_vs_target_only", tokens / t_spec, tokens / t_base,
+                           "target-only greedy decoding with its KV cache (kvcache.generate)", "tokens/s",
+                           t_base / t_spec, "≥ 1.5×", 1.5,
+                           {"gamma": gamma, "alpha": round(greedy_alpha, 4), "c": round(c, 4),
+                            "verify_cost_5_tokens": round(v, 3),
+                            "tokens_per_step": round(sum(s.tokens_per_step for _, s in spec_out) / len(spec_out), 3),
+                            "predicted_speedup": round(specdec.expected_speedup(greedy_alpha, gamma, c, v), 3),
+                            "identical_tokens": identical, "threads": 1, "prompts": len(prompts), "new_tokens": new,
+                            "target_params": target.n_params(), "draft_params": draft.n_params()})
+            progress.update()
+            progress.close()
+    finally:
+        torch.set_num_threads(threads)
+    return [formula, speed]
+
+
+def quant_records(smoke: bool) -> list[Record]:
+    """Weight-only quantization of the trained MiniGPT (``lm.pretrained``): validation perplexity of int8
+    per channel, int4 group-128 and NF4 against fp32 on the same held-out tokens, and the bytes int4
+    stores. One thread."""
+    from . import lm, quant
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    records = []
+    progress = tqdm(total=4, desc="bench: quant")
+    try:
+        with torch.no_grad():
+            pre = lm.pretrained(smoke, progress=False)
+            model, block = pre.model, pre.model.cfg.block_size
+            tokens = 4096 if smoke else 32768
+
+            def ppl(m: nn.Module) -> float:
+                return math.exp(lm.evaluate(m, pre.data, block, tokens))
+
+            base = ppl(model)
+            params = {"model": f"MiniGPT {model.n_params():,} params ({'smoke' if smoke else 'full'} recipe)",
+                      "eval_tokens": tokens, "weights": "trained (lm.pretrained)", "quantized": "block linears; "
+                      "embedding and tied head in fp32", "rounding": "round-to-nearest", "threads": 1}
+            for name, scheme, tol in (("int8_channel", "int8", 0.005), ("int4_g128", "int4-g128", 0.05),
+                                      ("nf4", "nf4", 0.05)):
+                q = ppl(quant.quantize_model(model, scheme))
+                records.append(Record(f"quant.{name}.ppl_ratio_vs_fp32", q, base, "the same MiniGPT in fp32",
+                                      "perplexity", (1 + tol) / (q / base), f"perplexity within {tol:.1%} of fp32",
+                                      1.0, {**params, "scheme": quant.as_scheme(scheme).name,
+                                            "tolerance": tol, "ppl_increase": q / base - 1}))
+                progress.update()
+            q4 = quant.quantize_model(model, "int4-g128")
+            lin_fp = sum(m.weight.numel() * 4 for n, m in model.named_modules()
+                         if isinstance(m, nn.Linear) and n != "lm_head")
+            lin_q = sum(m.qweight.nbytes() for m in q4.modules() if isinstance(m, quant.QuantLinear))
+            records.append(Record("quant.int4_g128.weight_bytes_ratio_vs_fp32", lin_q, lin_fp,
+                                  "fp32 weights of the same layers", "bytes", lin_fp / lin_q,
+                                  "≥ 6× fewer bytes than fp32 (4-bit codes packed + fp32 group scales)", 6.0,
+                                  {**params, "bits_per_weight": 8 * lin_q / (lin_fp / 4)}))
+            progress.update()
+    finally:
+        torch.set_num_threads(threads)
+        progress.close()
+    return records
+
+
 def llm_serving(smoke: bool) -> list[Record]:
-    """Part VI cores: the KV cache against recomputation and HF generate, paged reservation, the engine against static batching."""
-    parts = (kvcache_records, paged_records, engine_records)
+    """Part VI cores: the KV cache against recomputation and HF generate, paged reservation, the engine against
+    static batching, speculative decoding against the formula and target-only decoding, quantized perplexity."""
+    parts = (kvcache_records, paged_records, engine_records, specdec_records, quant_records)
     return [r for part in tqdm(parts, desc="bench: llm_serving") for r in part(smoke)]
 
 
@@ -458,55 +572,9 @@ def flash_records(smoke: bool) -> list[Record]:
     return records
 
 
-def quant_records(smoke: bool) -> list[Record]:
-    """Weight-only quantization of the trained MiniGPT (``lm.pretrained``): validation perplexity of int8
-    per channel, int4 group-128 and NF4 against fp32 on the same held-out tokens, and the bytes int4
-    stores. One thread."""
-    from . import lm, quant
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    records = []
-    progress = tqdm(total=4, desc="bench: quant")
-    try:
-        with torch.no_grad():
-            pre = lm.pretrained(smoke, progress=False)
-            model, block = pre.model, pre.model.cfg.block_size
-            tokens = 4096 if smoke else 32768
-
-            def ppl(m: nn.Module) -> float:
-                return math.exp(lm.evaluate(m, pre.data, block, tokens))
-
-            base = ppl(model)
-            params = {"model": f"MiniGPT {model.n_params():,} params ({'smoke' if smoke else 'full'} recipe)",
-                      "eval_tokens": tokens, "weights": "trained (lm.pretrained)", "quantized": "block linears; "
-                      "embedding and tied head in fp32", "rounding": "round-to-nearest", "threads": 1}
-            for name, scheme, tol in (("int8_channel", "int8", 0.005), ("int4_g128", "int4-g128", 0.05),
-                                      ("nf4", "nf4", 0.05)):
-                q = ppl(quant.quantize_model(model, scheme))
-                records.append(Record(f"quant.{name}.ppl_ratio_vs_fp32", q, base, "the same MiniGPT in fp32",
-                                      "perplexity", (1 + tol) / (q / base), f"perplexity within {tol:.1%} of fp32",
-                                      1.0, {**params, "scheme": quant.as_scheme(scheme).name,
-                                            "tolerance": tol, "ppl_increase": q / base - 1}))
-                progress.update()
-            q4 = quant.quantize_model(model, "int4-g128")
-            lin_fp = sum(m.weight.numel() * 4 for n, m in model.named_modules()
-                         if isinstance(m, nn.Linear) and n != "lm_head")
-            lin_q = sum(m.qweight.nbytes() for m in q4.modules() if isinstance(m, quant.QuantLinear))
-            records.append(Record("quant.int4_g128.weight_bytes_ratio_vs_fp32", lin_q, lin_fp,
-                                  "fp32 weights of the same layers", "bytes", lin_fp / lin_q,
-                                  "≥ 6× fewer bytes than fp32 (4-bit codes packed + fp32 group scales)", 6.0,
-                                  {**params, "bits_per_weight": 8 * lin_q / (lin_fp / 4)}))
-            progress.update()
-    finally:
-        torch.set_num_threads(threads)
-        progress.close()
-    return records
-
-
 def kernels(smoke: bool) -> list[Record]:
-    """Part VII cores: the tiled numba matmul, FlashAttention in PyTorch, weight quantization of MiniGPT."""
-    parts = (matmul_records, flash_records, quant_records)
+    """Part VII cores: the tiled numba matmul, FlashAttention in PyTorch."""
+    parts = (matmul_records, flash_records)
     return [r for part in tqdm(parts, desc="bench: kernels") for r in part(smoke)]
 
 

@@ -36,7 +36,7 @@
 # - what quantized weights do to tokens per second on a CPU — and why a GPU kernel is different;
 # - which quantization numbers in circulating interview notes hold, measured or computed.
 #
-# [Open in Colab](https://colab.research.google.com/github/ml-systems-book/ml-systems-notebook/blob/main/notebooks/73_quantization.ipynb)
+# [Open in Colab](https://colab.research.google.com/github/ml-systems-book/ml-systems-notebook/blob/main/notebooks/64_quantization.ipynb)
 # · Runtime budget on 2 CPU cores, once the book's model is cached: under 30 s with `SMOKE=True`,
 # about 3 minutes in full mode (training the small model the first time adds about a minute, the
 # full one a few).

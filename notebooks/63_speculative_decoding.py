@@ -36,7 +36,7 @@
 # - the "rejection sampling paradox": a draft that disagrees with the target makes decoding slower;
 # - which of the circulating claims (2–3×, α = 0.6–0.8, "α·K + 1 tokens") hold.
 #
-# [Open in Colab](https://colab.research.google.com/github/ml-systems-book/ml-systems-notebook/blob/main/notebooks/72_speculative_decoding.ipynb)
+# [Open in Colab](https://colab.research.google.com/github/ml-systems-book/ml-systems-notebook/blob/main/notebooks/63_speculative_decoding.ipynb)
 # · Runtime budget on 2 CPU cores, once the models are cached: under 40 s with `SMOKE=True`, about
 # three minutes in full mode (distilling the draft the first time adds a few seconds in SMOKE mode
 # and about two minutes in full mode; training the book's model, when it is not cached, more).
