@@ -306,12 +306,13 @@ glue("analogy_chance", 5 / (len(vocab) - 3))
 exception_words = {"handled", "handler", "handlers", "handle", "caught", "clause", "clauses", "except", "raised",
                    "traceback", "exceptions", "try", "finally", "raise", "error"}
 assert exception_words & {w for w, _ in wv.neighbours("exception", 10)}, "exception's neighbours are about handling"
+assert "tuple" in {w for w, _ in wv.neighbours("list", 10)}
 assert hits5 >= 2, "a few analogies hold even on a 60k-token corpus"
 Markdown("| analogy | expected | top 5 by 3CosAdd |\n|---|---|---|\n" + "\n".join(rows))
 
 # %% [markdown]
 # Read the table with the corpus size in mind. The neighbours are mostly sensible — "exception"
-# sits next to words about handling it, "tuple" and "list" next to words about sequences — and
+# sits next to words about raising and handling it, "list" has "tuple" among its neighbours — and
 # {glue:text}`analogy_top5:.0%` of these {glue:text}`analogy_n` analogies land in the top 5
 # ({glue:text}`analogy_top1:.0%` at rank 1), against {glue:text}`analogy_chance:.2%` by chance. That
 # is far above chance and far below what the same code gets from a billion tokens: with ~60k tokens
@@ -673,7 +674,9 @@ glue("dot_len_pct", 1 - len_rank(by["dot"]))
 glue("cos_len_pct", 1 - len_rank(by["cosine"]))
 glue("norm_ratio", float(lengths.max() / lengths.min()))
 cos_all = E.cosine_similarity(q0, raw)[0]
-glue("cos_spread", float(cos_all.max() / np.median(cos_all[cos_all > 0])))
+glue("cos_top_spread", float(cos_all[by["cosine"]].max() / cos_all[by["cosine"]].min()))
+glue("l2_len_pct", 1 - len_rank(by["l2"]))
+assert len_rank(by["l2"]) > len_rank(by["cosine"]) > len_rank(by["dot"]), "L2 favours short, dot long paragraphs"
 assert all(np.array_equal(by_unit["cosine"], by_unit[m]) for m in E.METRICS), "unit vectors: one ranking"
 assert np.array_equal(E.rank(q0, X, "dot"), E.rank(q0, X, "l2")), "MiniLM's own (unit) vectors too"
 assert overlap_dot < 0.5, "with norms ∝ length, the dot product mostly returns long paragraphs"
@@ -696,9 +699,10 @@ fig.show()
 # top 10 (blue) sits at the top of the cloud. The dot product's top 10 (red crosses) shares only
 # {glue:text}`dot_overlap:.0%` of it and slides to the right: on average its results are longer
 # than {glue:text}`dot_len_pct:.0%` of the paragraphs (the cosine's: {glue:text}`cos_len_pct:.0%`),
-# because the norms span a factor of {glue:text}`norm_ratio:.0f` while the cosines of good matches
-# differ by tens of percent. L2 fails the other way: it penalizes a long vector for being far from
-# the query, so it favours *short* paragraphs. Normalizing the rows makes all three rankings equal
+# because the norms span a factor of {glue:text}`norm_ratio:.0f` while the cosines of the best ten
+# matches differ by at most {glue:text}`cos_top_spread:.2f`×. L2 fails the other way: it penalizes a
+# long vector for being far from the query, so it favours *short* paragraphs (its top 10 are longer
+# than only {glue:text}`l2_len_pct:.0%` of the paragraphs on average). Normalizing the rows makes all three rankings equal
 # the cosine's — asserted above, for the scaled vectors and for MiniLM's own unit vectors.
 #
 # :::{admonition} Interview angle: "cosine or dot product?"
@@ -751,7 +755,7 @@ fig.add_scatter(x=pc_dims, y=real, mode="lines+markers", name="MiniLM, top-d pri
                 line=dict(color=C[1]))
 fig.add_scatter(x=[sentence.DIM], y=[shuffled_contrast], mode="markers", name="MiniLM, coordinates shuffled",
                 marker=dict(symbol="x", size=12, color=C[3]))
-fig.add_scatter(x=dims, y=gauss[0] * np.sqrt(dims[0] / np.array(dims)), mode="lines", name="∝ 1/√d",
+fig.add_scatter(x=dims, y=gauss[-1] * np.sqrt(dims[-1] / np.array(dims)), mode="lines", name="∝ 1/√d",
                 line=dict(color="gray", dash="dot"))
 fig.update_layout(height=440, title="Relative contrast (max − min) / min of distances from a query",
                   xaxis=dict(type="log", title="dimension d"), yaxis=dict(type="log", title="relative contrast"),
@@ -771,8 +775,8 @@ assert shuffled_contrast < real[-1], "shuffling the coordinates destroys the str
 
 # %% [markdown]
 # For Gaussian data the contrast falls from {glue:text}`rc_gauss_2:.1f` at $d = 2$ to
-# {glue:text}`rc_gauss_384:.2f` at 384 and {glue:text}`rc_gauss_4096:.3f` at 4096, along the
-# $1/\sqrt d$ line: the concentration is real. The MiniLM vectors, 384 wide, keep a contrast of
+# {glue:text}`rc_gauss_384:.2f` at 384 and {glue:text}`rc_gauss_4096:.3f` at 4096, close to the
+# $1/\sqrt d$ line once $d$ passes a few dozen: the concentration is real. The MiniLM vectors, 384 wide, keep a contrast of
 # {glue:text}`rc_minilm:.2f` — {glue:text}`rc_minilm_vs_gauss:.1f`× the Gaussian value at the same
 # width — because their variance is concentrated: {glue:text}`d90` principal components hold 90%
 # of it, and the curve flattens once $d$ passes the directions that carry the structure. Shuffling
@@ -830,7 +834,7 @@ assert trust_pca > 0.5 and purity > 0.2
 # against PCA's {glue:text}`trust_pca:.2f`. The clusters line up with documentation pages — on
 # average {glue:text}`cluster_purity:.0%` of a cluster's paragraphs come from its most common page,
 # although k-means never saw the page names — and neighbouring clusters are related pages
-# (comparisons next to arithmetic, the statements about classes next to the data model). Read a UMAP
+# (hover over the points where two colours meet). Read a UMAP
 # map for its neighbourhoods and clusters; the distances *between* clusters and the sizes of
 # clusters are not preserved and should not be interpreted.
 #
