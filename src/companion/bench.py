@@ -578,7 +578,132 @@ def kernels(smoke: bool) -> list[Record]:
     return [r for part in tqdm(parts, desc="bench: kernels") for r in part(smoke)]
 
 
-SUITES = {"fundamentals": fundamentals, "llm_internals": llm_internals, "llm_serving": llm_serving, "kernels": kernels}
+def ann_records(smoke: bool) -> list[Record]:
+    """Part III vector search: our IVF and IVF-PQ against faiss at the same nlist/nprobe (recall and single-query
+    QPS, one thread), and LSH's recall@10 with re-ranking, on the clustered Gaussian set."""
+    from .ann import IVF, IVFPQ, LSH
+    from .ann import eval as ann_eval
+
+    ann_eval.set_threads(1)
+    torch.set_num_threads(1)
+    n, nq = (5_000, 300) if smoke else (20_000, 1_000)
+    data = ann_eval.clustered(n, nq)
+    nlist = int(round(n ** 0.5))
+    repeat = 3 if smoke else 7
+    records = []
+    pairs = [("ivf", IVF(nlist), ann_eval.Faiss("IVFFlat", nlist=nlist), "faiss.IndexIVFFlat", 2, 0.01, 0.4),
+             ("ivfpq", IVFPQ(nlist, m=16), ann_eval.Faiss("IVFPQ", nlist=nlist, m=16), "faiss.IndexIVFPQ", 8, 0.02, 0.25)]
+    for name, ours, theirs, ref_name, nprobe, tol, qps_goal in tqdm(pairs, desc="bench: ann"):
+        ours.build(data.x), theirs.build(data.x)
+        ours.nprobe = theirs.nprobe = nprobe
+        r_ours = ann_eval.recall(data, ours.search(data.q, 10)[1])
+        r_ref = ann_eval.recall(data, theirs.search(data.q, 10)[1])
+        params = {"n": n, "d": data.d, "queries": nq, "nlist": nlist, "nprobe": nprobe, "k": 10, "threads": 1,
+                  **({"m": 16, "bits": 8} if name == "ivfpq" else {})}
+        records.append(Record(f"ann.{name}.recall_agreement_vs_{ref_name.split('.')[1].lower()}", r_ours, r_ref,
+                              ref_name, "recall@10", 1 - abs(r_ours - r_ref), f"|Δ recall| ≤ {tol}", 1 - tol, params))
+
+        def loop(index):
+            return lambda: [index.search(data.q[i:i + 1], 10) for i in range(nq)]
+
+        t_ours, t_ref = paired_seconds(loop(ours), loop(theirs), repeat=repeat, warmup=1)
+        records.append(Record(f"ann.{name}.single_query_qps_ratio_vs_{ref_name.split('.')[1].lower()}", nq / t_ours,
+                              nq / t_ref, ref_name, "queries/s", t_ref / t_ours, f"≥ {qps_goal}", qps_goal, params))
+    lsh = LSH(nbits=12, ntables=16, probes=12).build(data.x)
+    r_lsh = ann_eval.recall(data, lsh.search(data.q, 10)[1])
+    records.append(Record("ann.lsh.recall_at_10_with_reranking", r_lsh, 0.9, "goal: recall@10 = 0.9", "recall@10",
+                          r_lsh / 0.9, "recall@10 ≥ 0.9", 1.0,
+                          {"n": n, "d": data.d, "nbits": 12, "ntables": 16, "probes": 12,
+                           "candidates_per_query": float(lsh.last_candidates.mean())}))
+    return records
+
+
+def hnsw_records(smoke: bool) -> list[Record]:
+    """HNSW from scratch against hnswlib, same M and ef_construction, one thread each: recall@10, single-query
+    QPS at matched recall (hnswlib's curve read at our recall, linear in log QPS) and build time, on the
+    clustered Gaussian set and on MiniLM embeddings of the docs' sentences. The ef sweeps are in params."""
+    import hnswlib
+
+    from .ann import HNSW
+    from .ann import eval as ann_eval
+
+    ann_eval.set_threads(1)
+    torch.set_num_threads(1)
+    k, M, ef_c, target = 10, 16, (100 if smoke else 200), 0.95
+    efs = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256]
+    datasets = [("clustered", lambda: ann_eval.clustered(*((5_000, 200) if smoke else (20_000, 500)))),
+                ("minilm_docs", lambda: ann_eval.minilm_docs(n_max=800 if smoke else None, nq=100 if smoke else 200))]
+    records = []
+    for name, make in tqdm(datasets, desc="bench: hnsw"):
+        data = make()
+        built = {}
+
+        def build_ours():
+            built["ours"] = HNSW(M=M, ef_construction=ef_c, metric=data.metric).build(data.x)
+
+        def build_ref():
+            index = hnswlib.Index(space=data.metric, dim=data.d)
+            index.init_index(max_elements=data.n, M=M, ef_construction=ef_c, random_seed=0)
+            index.set_num_threads(1)
+            index.add_items(data.x, num_threads=1)
+            built["ref"] = index
+
+        t_ours, t_ref = paired_seconds(build_ours, build_ref, repeat=1 if smoke else 3, warmup=0)
+        ours, ref = built["ours"], built["ref"]
+        rows = [data.q[i:i + 1] for i in range(len(data.q))]
+        curves = {"ef": efs, "recall_ours": [], "recall_hnswlib": [], "qps_ours": [], "qps_hnswlib": []}
+        for ef in efs:
+            ours.ef = ef
+            ref.set_ef(ef)
+            curves["recall_ours"].append(ann_eval.recall(data, np.concatenate([ours.search(r, k)[1] for r in rows])))
+            curves["recall_hnswlib"].append(ann_eval.recall(data, np.concatenate([ref.knn_query(r, k)[0] for r in rows])))
+            t_o, t_r = paired_seconds(lambda: [ours.search(r, k) for r in rows],
+                                      lambda: [ref.knn_query(r, k) for r in rows], repeat=5 if smoke else 7, warmup=1)
+            curves["qps_ours"].append(len(rows) / t_o)
+            curves["qps_hnswlib"].append(len(rows) / t_r)
+        params = {"dataset": data.name, "n": data.n, "d": data.d, "queries": len(rows), "k": k, "M": M,
+                  "ef_construction": ef_c, "metric": data.metric, "threads": 1, "curves": curves}
+        # the operating point: the smallest ef at which ours reaches the target recall
+        hit = next((i for i, r in enumerate(curves["recall_ours"]) if r >= target), len(efs) - 1)
+        recall, qps = curves["recall_ours"][hit], curves["qps_ours"][hit]
+        qps_ref = _qps_at_recall(curves["recall_hnswlib"], curves["qps_hnswlib"], recall)
+        prefix = f"ann.hnsw.{name}"
+        records += [
+            Record(f"{prefix}.recall_at_10", recall, curves["recall_hnswlib"][hit], "hnswlib (same ef)", "recall@10",
+                   recall / target, "recall@10 ≥ 0.95 at some ef", 1.0, {**params, "ef": efs[hit]}),
+            Record(f"{prefix}.qps_ratio_vs_hnswlib_at_matched_recall", qps, qps_ref,
+                   "hnswlib (one thread, QPS read at our recall)", "queries/s", qps / qps_ref, "≥ 0.25", 0.25,
+                   {**params, "ef": efs[hit], "recall": recall}),
+            Record(f"{prefix}.build_time_ratio_vs_hnswlib", t_ours, t_ref, "hnswlib add_items (one thread)", "s",
+                   20 * t_ref / t_ours, "build ≤ 20× hnswlib's time (ratio = 20·t_hnswlib / t_ours)", 1.0, params),
+        ]
+    return records
+
+
+def _qps_at_recall(recalls: list[float], qps: list[float], recall: float) -> float:
+    """A QPS-vs-recall curve (by rising ef) read at ``recall``, linear in log QPS between sweep points; the
+    first point's QPS below the curve's range (which favours the reference) and the last point's above it."""
+    r, log_qps = np.maximum.accumulate(np.asarray(recalls)), np.log(np.asarray(qps))
+    if recall <= r[0]:
+        return float(qps[0])
+    i = int(np.searchsorted(r, recall))  # the first point with r >= recall
+    if i >= len(r):
+        return float(qps[-1])
+    w = (recall - r[i - 1]) / max(r[i] - r[i - 1], 1e-12)
+    return float(np.exp(log_qps[i - 1] + w * (log_qps[i] - log_qps[i - 1])))
+
+
+def retrieval(smoke: bool) -> list[Record]:
+    """Part III cores: IVF, IVF-PQ and LSH against faiss, HNSW against hnswlib."""
+    threads = torch.get_num_threads()
+    try:
+        return [r for part in tqdm((ann_records, hnsw_records), desc="bench: retrieval") for r in part(smoke)]
+    finally:
+        torch.set_num_threads(threads)
+
+
+SUITES = {"fundamentals": fundamentals, "llm_internals": llm_internals, "llm_serving": llm_serving,
+          "kernels": kernels, "retrieval": retrieval}
 
 
 def run(smoke: bool, suites: list[str] | None = None) -> list[Record]:

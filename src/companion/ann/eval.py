@@ -244,6 +244,9 @@ class Faiss(Index):
                 self._quantizer.add(np.ascontiguousarray(self.centroids, np.float32))
                 index.is_trained = True
             index.cp.seed = 1234
+            index.cp.min_points_per_centroid = 1  # only sets when faiss warns about small training sets
+            if self.kind == "IVFPQ":
+                index.pq.cp.min_points_per_centroid = 1
         elif self.kind == "HNSWFlat":
             index = faiss.IndexHNSWFlat(d, self.M, metric)
             index.hnsw.efConstruction = self.ef_construction
