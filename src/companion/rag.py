@@ -541,22 +541,27 @@ def assemble_context(ranked: Sequence[int], chunks: Sequence[Chunk], docs: Seque
     """Build a prompt from the best chunks within ``budget`` context tokens.
 
     Chunks are taken in rank order while their tokens (overlap with already chosen chunks counted
-    once) fit the budget; the chosen spans of a document are merged so no text appears twice, and
-    each passage is cited by its document. Returns (prompt, spans [(doc, char_start, char_end)]).
+    once) fit the budget; the chosen spans of a document are merged so no text appears twice; the
+    passages go best first, each cited by its document, and the question last.
+    Returns (prompt, spans [(doc, char_start, char_end)]) in prompt order.
     """
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ValueError(f"budget must be an int >= 1 (tokens), got {budget!r}")
-    chosen: list[tuple[int, int, int]] = []  # token spans (doc, start, end)
-    for i in ranked:
+    chosen: list[tuple[int, int, int]] = []  # merged token spans (doc, start, end)
+    first_rank: dict[tuple[int, int], int] = {}  # (doc, token) of each taken chunk's start -> its rank
+    for rank, i in enumerate(ranked):
         c = chunks[int(i)]
         trial = merge_spans(chosen + [(c.doc_id, c.token_start, c.token_end)])
-        cost = sum(e - s for _, s, e in trial)
-        if cost > budget:
+        if sum(e - s for _, s, e in trial) > budget:
             break  # the next best chunk does not fit: stop (keep rank order; no skipping ahead)
         chosen = trial
-    # Token spans -> character spans through the document's token offsets (exact, as for chunks).
+        first_rank.setdefault((c.doc_id, c.token_start), rank)
+    # Passages in the order of their best chunk's rank (most relevant first), as character spans
+    # through the document's token offsets (exact, as for chunks).
+    best = {span: min(r for (d, t), r in first_rank.items() if d == span[0] and span[1] <= t < span[2])
+            for span in chosen}
     spans = []
-    for d, s, e in chosen:
+    for d, s, e in sorted(chosen, key=best.get):
         offsets = _doc_offsets(docs[d])[1]
         spans.append((d, int(offsets[s, 0]), int(offsets[e - 1, 1])))
     passages = "\n\n".join(f"[{n + 1}] (source: document {d}, characters {a}-{b})\n{docs[d][a:b]}"

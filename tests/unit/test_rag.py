@@ -231,6 +231,9 @@ def test_assemble_context_respects_budget_and_merges_overlaps(docs):
     with pytest.raises(ValueError, match="budget"):
         rag.assemble_context([0], chunks, docs, budget=0)
     assert rag.merge_spans([(0, 0, 5), (0, 3, 9), (1, 0, 2), (0, 9, 12)]) == [(0, 0, 12), (1, 0, 2)]
+    later = next(i for i, c in enumerate(chunks) if c.doc_id == 2)
+    _, spans = rag.assemble_context([later, first_doc[0]], chunks, docs, budget=1000)
+    assert [d for d, _, _ in spans] == [2, 0], "passages in rank order, best first"
 
 
 # ---- semantic cache ---------------------------------------------------------------------------
