@@ -167,7 +167,11 @@ assert all(0 <= r.params["recall"] <= 1 for r in hnsw_qps.values())
 # ≥ {glue:text}`goal_bpe:g`×); the pure-Python cl100k encoder against tiktoken's Rust one,
 # single-threaded on the same text (goal ≥ {glue:text}`goal_encode_pct:g`% of its throughput); and
 # MiniGPT against `transformers.GPT2LMHeadModel` with the same config and weights, for a forward
-# pass and a training step (goal ≥ {glue:text}`goal_model:g`×, not slower).
+# pass and a training step (goal ≥ {glue:text}`goal_model:g`×, not slower). Then LoRA from
+# {doc}`54_lora`: one fine-tuning step (forward, backward, AdamW) of our adapters against `peft`'s on
+# the same trained MiniGPT, batch, rank and target layers (goal ≥ {glue:text}`goal_lora:g`×), and the
+# bytes of AdamW's state read from the optimizer after a step against what the fine-tuning memory
+# calculator predicts, for LoRA and for full fine-tuning (goal: equal).
 
 # %%
 llm_records = bench.run(smoke=SMOKE, suites=["llm_internals"])
@@ -185,7 +189,13 @@ glue("bpe_speedup", by_name["tokenizer.train_bpe"].ratio)
 glue("encode_share", 100 * by_name["tokenizer.encode"].ratio)
 glue("forward_ratio", by_name["model.forward"].ratio)
 glue("train_step_ratio", by_name["model.train_step"].ratio)
+glue("goal_lora", by_name["lora.train_step"].goal_ratio)
+glue("lora_step_ratio", by_name["lora.train_step"].ratio)
+glue("lora_opt_bytes", by_name["lora.lora_finetune"].reference)
+glue("full_opt_bytes", by_name["lora.full_finetune"].reference)
+glue("opt_bytes_ratio", by_name["lora.full_finetune"].reference / by_name["lora.lora_finetune"].reference)
 assert all(r.ratio > 0 for r in llm_records)
+assert by_name["lora.lora_finetune"].reference < by_name["lora.full_finetune"].reference
 
 # %% [markdown]
 # The incremental trainer is {glue:text}`bpe_speedup:.0f`× faster than recounting every pair after
@@ -195,7 +205,10 @@ assert all(r.ratio > 0 for r in llm_records)
 # {glue:text}`forward_ratio:.2f`× and a training step at {glue:text}`train_step_ratio:.2f`× the speed
 # of Hugging Face's GPT-2. Both call PyTorch's fused attention kernel; MiniGPT falls back to the
 # reference attention, which materializes the (T × T) weights, only when a chapter asks for the
-# attention maps.
+# attention maps. A LoRA step runs at {glue:text}`lora_step_ratio:.2f`× the speed of `peft`'s, and
+# AdamW keeps {glue:text}`lora_opt_bytes:,.0f` bytes of state for the adapters against
+# {glue:text}`full_opt_bytes:,.0f` for full fine-tuning ({glue:text}`opt_bytes_ratio:.0f`× less),
+# both exactly as the calculator predicts.
 
 # %% [markdown]
 # ## Part VI · LLM serving

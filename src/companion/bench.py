@@ -11,6 +11,7 @@ Tests assert correctness; this module only measures.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import platform
@@ -197,9 +198,79 @@ def model_records(smoke: bool) -> list[Record]:
             for name, ours, ref in tqdm(jobs, desc="bench: MiniGPT vs GPT-2")]
 
 
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc", "proj")
+
+
+def lora_records(smoke: bool) -> list[Record]:
+    """One LoRA fine-tuning step — forward, backward, AdamW step — of ``companion.lora`` against peft on two
+    copies of the book's trained MiniGPT (``lm.pretrained``), same batch, rank, α and targets, one thread;
+    and the bytes of AdamW's state after one step (sum of its state tensors' ``nbytes``) against
+    ``lora.adamw_state_bytes`` — for LoRA and for full fine-tuning. The byte ratio is min(p/m, m/p):
+    1.0 exactly when prediction and measurement agree, below 1 otherwise."""
+    import peft
+    from peft import LoraConfig, get_peft_model
+
+    from . import lm, lora
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    records = []
+    progress = tqdm(total=3, desc="bench: lora")
+    try:
+        pre = lm.pretrained(smoke, progress=False)
+        base = pre.model
+        r, alpha = 8, 16.0
+        batch, block = (8, 64) if smoke else (8, base.cfg.block_size)
+        x, y = pre.data.batch(batch, block, torch.Generator().manual_seed(0))
+        ours = copy.deepcopy(base).train()
+        lora.add_lora(ours, r, alpha, LORA_TARGETS)
+        config = LoraConfig(r=r, lora_alpha=alpha, target_modules=list(LORA_TARGETS))
+        theirs = get_peft_model(copy.deepcopy(base), config).train()
+        opt_ours = torch.optim.AdamW([p for p in ours.parameters() if p.requires_grad], lr=1e-4)
+        opt_theirs = torch.optim.AdamW([p for p in theirs.parameters() if p.requires_grad], lr=1e-4)
+
+        def step(model, opt):
+            def run():
+                lm.lm_loss(model, x, y).backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            return run
+
+        repeat = 5 if smoke else 11
+        t_ours, t_ref = paired_seconds(step(ours, opt_ours), step(theirs, opt_theirs), repeat=repeat, warmup=2)
+        params = {"model": f"MiniGPT {base.n_params():,} params ({'smoke' if smoke else 'full'} recipe)",
+                  "r": r, "alpha": alpha, "targets": list(LORA_TARGETS), "batch": [batch, block], "dtype": "fp32",
+                  "trainable": lora.trainable_parameters(ours), "optimizer": "torch.optim.AdamW", "threads": 1}
+        records.append(Record("lora.train_step.speed_ratio_vs_peft", 1 / t_ours, 1 / t_ref,
+                              f"peft {peft.__version__} LoRA (get_peft_model)", "steps/s", t_ref / t_ours,
+                              "≥ 0.9 (within 10% of peft)", 0.9, params))
+        progress.update()
+
+        ref = "lora.adamw_state_bytes (2·4 bytes/param + 4 per tensor)"
+        for name, model, opt in (("lora", ours, opt_ours), ("full", None, None)):
+            if model is None:  # full fine-tuning: every parameter of a fresh copy
+                model = copy.deepcopy(base).train()
+                opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+                step(model, opt)()
+            trainable = [p for p in model.parameters() if p.requires_grad]
+            measured = lora.optimizer_state_bytes(opt)
+            predicted = lora.adamw_state_bytes(trainable)
+            records.append(Record(f"lora.{name}_finetune.optimizer_bytes_ratio_vs_calculator", predicted, measured,
+                                  "bytes of torch.optim.AdamW's state tensors after one step", "bytes",
+                                  min(predicted / measured, measured / predicted),
+                                  "= 1.0 (prediction equals measurement)", 1.0,
+                                  {**params, "method": name, "trainable": sum(p.numel() for p in trainable),
+                                   "tensors": len(trainable), "prediction": ref}))
+            progress.update()
+    finally:
+        progress.close()
+        torch.set_num_threads(threads)
+    return records
+
+
 def llm_internals(smoke: bool) -> list[Record]:
-    """Part V cores: BPE training and encoding against tiktoken, MiniGPT against GPT2LMHeadModel."""
-    parts = (tokenizer_records, model_records)
+    """Part V cores: BPE training and encoding against tiktoken, MiniGPT against GPT2LMHeadModel, LoRA against peft."""
+    parts = (tokenizer_records, model_records, lora_records)
     return [r for part in tqdm(parts, desc="bench: llm_internals") for r in part(smoke)]
 
 
