@@ -713,8 +713,9 @@ print(f"most similar questions with different answers: cos({a!r}, {b!r}) = {sim_
 # :class: tip
 # Only with a threshold chosen on labelled traffic for an acceptable false-hit rate, because a
 # false hit is a confidently wrong answer served at cache speed. Measured here: a threshold loose
-# enough to catch most paraphrases also answers a few percent of queries about the wrong topic,
-# and a threshold safe enough to keep wrong answers under 1% gives up much of the hit rate. Add
+# enough to catch most paraphrases (0.7) answered {glue:text}`cache_false_70:.0%` of all queries
+# with another topic's answer, and the threshold that keeps them at or below 1% gives up part of
+# the hit rate ({glue:text}`cache_safe_hit:.0%` against {glue:text}`cache_max_hit:.0%` possible). Add
 # guards — scope the cache per tenant and per prompt version, expire entries when the documents
 # change, never cache personalised answers — and put an exact-match cache and provider prefix
 # caching first: they are free of this failure {cite}`bang2023gptcache`.
