@@ -264,7 +264,7 @@ glue("specdec_alpha", serving["specdec.greedy"].params["alpha"])
 glue("specdec_formula_err_pct", 100 * abs(serving["specdec.tokens_per_step"].ours
                                           / serving["specdec.tokens_per_step"].reference - 1))
 assert serving["specdec.greedy"].params["identical_tokens"]
-quant = {name: serving[f"quant.{name}"] for name in ("int8_channel", "int4_g128", "nf4")}
+quant = {r.name.split(".")[1]: r for r in serving_records if r.name.endswith(".ppl_ratio_vs_fp32")}
 glue("goal_int8_pct", 100 * quant["int8_channel"].params["tolerance"])
 glue("goal_int4_pct", 100 * quant["int4_g128"].params["tolerance"])
 for name, record in quant.items():
