@@ -62,13 +62,22 @@ def run_chromium(args: list[str], user_dir: Path) -> str:
 # WebGL scenes (the loss surface). Chapters not listed need at least one drawn figure.
 SIGNATURE_VISUALS = {
     "notebooks/01_ml_fundamentals": dict(figures=5, contours=2, scenes=1),
+    "notebooks/30_embeddings": dict(figures=8),
+    "notebooks/31_vector_search": dict(figures=8),
+    "notebooks/32_hybrid_rag": dict(figures=5),
     "notebooks/50_tokenization": dict(figures=3),
     "notebooks/51_attention": dict(figures=5),
     "notebooks/52_small_llm": dict(figures=4),
     "notebooks/53_decoding": dict(figures=4),
+    "notebooks/54_lora": dict(figures=6),
+    "notebooks/55_sft_dpo": dict(figures=6),
     "notebooks/60_kv_cache": dict(figures=7),
     "notebooks/61_paged_attention": dict(figures=6),
     "notebooks/62_batching": dict(figures=8),
+    "notebooks/63_speculative_decoding": dict(figures=5),
+    "notebooks/64_quantization": dict(figures=5),
+    "notebooks/70_roofline": dict(figures=6),
+    "notebooks/71_flash_attention": dict(figures=7),
 }
 
 
