@@ -89,7 +89,7 @@ for key, data in datasets.items():
     glue(f"n_{key}", data.n)
     glue(f"d_{key}", data.d)
     print(f"{data.name:22s} n = {data.n:6,d}  d = {data.d}  queries = {len(data.q)}  metric = {data.metric}")
-glue("nq", NQ)
+glue("nq", NQ);
 
 # %% [markdown]
 # Three datasets, each with held-out queries and their exact ten nearest neighbours:
@@ -214,7 +214,7 @@ fig.update_layout(sliders=[dict(active=2, steps=steps, currentvalue=dict(prefix=
 fig.show()
 assert found2[-1] == K and all(np.diff(found2) >= 0), "probing every cell is exact; more cells never lose neighbours"
 assert found2[0] < K, "this query has neighbours across a border"
-glue("ivf2_found1", found2[0])
+glue("ivf2_found1", found2[0]);
 
 # %% [markdown]
 # With one cell the query finds {glue:text}`ivf2_found1` of its ten neighbours: the others sit
@@ -250,7 +250,7 @@ assert all(abs(r[1] - r[2]) <= 0.01 for r in ivf_rows), "same centroids, same re
 assert all(abs(r[1] - r[3]) <= 0.03 for r in ivf_rows), "independent k-means, statistically close recall"
 glue("ivf_nlist", nlist)
 glue("ivf_recall_p1", ivf_rows[0][1])
-glue("ivf_recall_p1_faiss", ivf_rows[0][3])
+glue("ivf_recall_p1_faiss", ivf_rows[0][3]);
 
 # %% [markdown]
 # With nlist = {glue:text}`ivf_nlist` on the clustered set, one probed cell already gives recall
@@ -325,7 +325,7 @@ assert all(b["recall"] >= a["recall"] - 0.02 for a, b in zip(pq_rows, pq_rows[1:
 assert all(r["rerank"] >= r["recall"] for r in pq_rows)
 glue("pq_recall_m16", next(r["recall"] for r in pq_rows if r["m"] == 16))
 glue("pq_rerank_m16", next(r["rerank"] for r in pq_rows if r["m"] == 16))
-glue("pq_compression_m16", 4 * clus.d / 16)
+glue("pq_compression_m16", 4 * clus.d / 16);
 
 # %% [markdown]
 # At 16 bytes ({glue:text}`pq_compression_m16:.0f`× smaller than the raw vector) the ADC top-10 has
@@ -445,7 +445,7 @@ for key, data in datasets.items():
     for name, factory, builds, searches in tqdm(families(data), desc=f"sweeps: {data.name}"):
         rows += ann_eval.sweep(factory, builds, data, searches, name=name, progress=False)
     results[key] = rows
-glue("sweep_seconds", time.perf_counter() - start)
+glue("sweep_seconds", time.perf_counter() - start);
 
 # %%
 names = [f[0] for f in families(datasets["clustered"])]
@@ -510,7 +510,7 @@ glue("hnsw_qps_ratio", best(c_rows, "ours: HNSW", 0.95)["qps"] / best(c_rows, "h
 glue("iso_ivf_best", max(r["recall"] for r in iso if r["index"] == "ours: IVF"))
 glue("ivfpq_max_recall", max(r["recall"] for r in c_rows if r["index"] == "ours: IVF-PQ"))
 glue("faiss_lsh_recall", at(c_rows, "faiss: IndexLSH")["recall"])
-glue("minilm_hnsw_best", max(r["recall"] for r in mini if r["index"] == "ours: HNSW"))
+glue("minilm_hnsw_best", max(r["recall"] for r in mini if r["index"] == "ours: HNSW"));
 
 # %% [markdown]
 # What the curves say:
@@ -622,7 +622,7 @@ glue("post20_low", post20[0])
 glue("post20_high", post20[-1])
 glue("adaptive_min", min(adaptive))
 glue("sel_low", sels[0])
-glue("pre_qps_ratio", pre_qps[0] / pre_qps[-1])
+glue("pre_qps_ratio", pre_qps[0] / pre_qps[-1]);
 
 # %% [markdown]
 # At selectivity {glue:text}`sel_low` post-filtering with k' = 20 keeps recall

@@ -128,7 +128,7 @@ assert all(ch.text == docs[ch.doc_id][ch.char_start:ch.char_end] for ch in chunk
 assert max(ch.n_tokens for ch in chunks) + 2 <= sentence.MAX_TOKENS  # + [CLS] and [SEP]
 glue("n_chunks", len(chunks))
 glue("chunk", CHUNK)
-glue("overlap", OVERLAP)
+glue("overlap", OVERLAP);
 
 # %% [markdown]
 # MiniLM's limit of 256 positions includes its two special tokens, so a chunk can hold at most

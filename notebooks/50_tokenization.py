@@ -603,7 +603,7 @@ glue("ours_max", max(same_ours.values()))
 glue("percharcl_5to10", listing(per_char_cl, lambda v: 5 <= v <= 10))
 glue("percharcl_chinese", per_char_cl["Chinese"])
 glue("zh_char_share", 100 * len(passages["Chinese"]) / len(english))
-glue("cl_min", min(same_cl.values()))
+glue("cl_min", min(same_cl.values()));
 
 # %% [markdown]
 # **Where the claim holds, and where it does not.** With an English-only vocabulary, every non-Latin

@@ -672,7 +672,7 @@ viz.benchmark_figure(model_records, title="MiniGPT against GPT2LMHeadModel (blac
 by_name = {r.name.rsplit(".", 1)[0]: r for r in model_records}
 glue("forward_ratio", by_name["model.forward"].ratio)
 glue("train_step_ratio", by_name["model.train_step"].ratio)
-glue("model_goal", by_name["model.forward"].goal_ratio)
+glue("model_goal", by_name["model.forward"].goal_ratio);
 
 # %% [markdown]
 # A forward pass runs at {glue:text}`forward_ratio:.2f`× and a training step at

@@ -222,7 +222,7 @@ fig
 assert a_m < a_pre and a_u < a_pre, "both fine-tuned models answer better than the pretrained one"
 assert p_u < p_m, "only the unmasked model learns to predict the prompts"
 glue("prompt_gap", p_m - p_u)
-glue("answer_gap", a_u - a_m)
+glue("answer_gap", a_u - a_m);
 
 # %% [markdown]
 # Both fine-tuned models answer held-out questions better than the pretrained model (answer loss

@@ -145,7 +145,7 @@ print("slots of positions 0, 15, 16, 36:   ", [slots[p] for p in (0, 15, 16, 36)
 print("blocks used / free:", demo.allocator.num_used, "/", demo.allocator.num_free,
       "| slots reserved but empty:", len(table) * 16 - 37)
 assert table == [2, 3, 4] and slots[36] == table[2] * 16 + 36 % 16
-glue("demo_empty", len(table) * 16 - 37)
+glue("demo_empty", len(table) * 16 - 37);
 
 # %% [markdown]
 # The prompt's last block has {glue:text}`demo_empty` empty slots — the only waste paging allows
@@ -283,7 +283,7 @@ print("block table of the prompt:", pool.allocator.block_table("p"))
 print("max |paged − contiguous| per layer:", [f"{e:.1e}" for e in errors])
 assert max(errors) < 1e-5
 glue("pa_tokens", t)
-glue("pa_max_err", max(errors))
+glue("pa_max_err", max(errors));
 
 # %% [markdown]
 # Over {glue:text}`pa_tokens` tokens and every layer the two differ by at most

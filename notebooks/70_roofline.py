@@ -83,7 +83,7 @@ THREADS = 1  # every measurement on one thread: the machine is shared, and one c
 torch.set_num_threads(THREADS)
 numba.set_num_threads(THREADS)
 GB, GFLOP = 1e9, 1e9
-glue("threads", THREADS)
+glue("threads", THREADS);
 
 # %% [markdown]
 # ## 1. The roofline model
@@ -124,7 +124,7 @@ assert 145 < a100.ridge_point < 160 and 290 < h100.ridge_point < 300, "the seeds
 assert h100.ridge_point > a100.ridge_point, "each generation adds FLOP/s faster than bandwidth"
 glue("h100_flops_gain", h100.peak_flops / a100.peak_flops)
 glue("h100_bw_gain", h100.bandwidth / a100.bandwidth)
-glue("fp16_over_fp32", a100.peak_flops / gpu_roofs["A100-80GB", "fp32"].peak_flops)
+glue("fp16_over_fp32", a100.peak_flops / gpu_roofs["A100-80GB", "fp32"].peak_flops);
 
 # %% [markdown]
 # The circulating numbers hold: the A100's fp16 ridge is {glue:text}`ridge_a100_fp16:.0f` FLOP/byte
