@@ -17,6 +17,19 @@ def root() -> Path:
     return ROOT
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a test module: tiny models step faster on one core than split across two,
+    and a second thread only waits when the machine is shared. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     path = ROOT / "_build" / "executed" / "timings.json"
     if not path.is_file():

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .sft import IGNORE, Example, example_tokens, pad
+from .sft import IGNORE, Example, check_schedule, example_tokens, pad
 from .training import param_groups, warmup_cosine
 
 SIGN_OFF = " Hope this helps."  # the preferred behaviour of the book's preference data
@@ -250,14 +250,9 @@ class PrefConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "eval_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if not 0 <= self.warmup_steps < self.steps:
-            raise ValueError(f"warmup_steps must be in [0, steps={self.steps}), got {self.warmup_steps!r}")
-        if not self.peak_lr > 0 or not self.beta > 0:
-            raise ValueError(f"peak_lr and beta must be > 0, got {self.peak_lr!r} and {self.beta!r}")
+        check_schedule(self)
+        if not self.beta > 0:
+            raise ValueError(f"beta must be > 0, got {self.beta!r}")
 
 
 @dataclass

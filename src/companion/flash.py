@@ -56,6 +56,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from .attention import _check_qkv
+
 BLOCK_Q, BLOCK_K = 512, 1024  # CPU defaults: a 2 MiB fp32 score tile per head, each step one large matmul
 
 # ---------------------------------------------------------------------------------------------
@@ -65,23 +67,9 @@ BLOCK_Q, BLOCK_K = 512, 1024  # CPU defaults: a 2 MiB fp32 score tile per head, 
 
 def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, block_q: int, block_k: int,
                   scale: float | None) -> None:
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, torch.Tensor) or t.dim() != 4:
-            raise ValueError(f"{name} must be a 4-D tensor (B, heads, T, d), got {getattr(t, 'shape', type(t))}")
-        if not t.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
-    if not (q.dtype == k.dtype == v.dtype):
-        raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    _check_qkv(q, k, v)  # 4-D floats of one dtype, k and v alike, shared batch and head dim, GQA heads
     if not (q.device == k.device == v.device):
         raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
-    if k.shape != v.shape:
-        raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}")
-    if q.shape[0] != k.shape[0] or q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q has shape {tuple(q.shape)} but k has {tuple(k.shape)}; q, k must share the batch size "
-                         "and the last (head) dimension")
-    if q.shape[1] % k.shape[1]:
-        raise ValueError(f"q has {q.shape[1]} heads and k has {k.shape[1]}; the query heads must be a multiple of "
-                         "the key/value heads (GQA)")
     if min(q.shape[2], k.shape[2], q.shape[3]) < 1:
         raise ValueError(f"need at least one query, one key and one head dimension, got q {tuple(q.shape)}, "
                          f"k {tuple(k.shape)}")

@@ -149,11 +149,8 @@ def embed_token_ids(token_ids: Sequence[Sequence[int]], batch_size: int = 64, ca
 
     if not token_ids or any(len(t) == 0 or len(t) > MAX_CHUNK_TOKENS for t in token_ids):
         raise ValueError(f"token_ids must be a non-empty list of id lists, each of 1..{MAX_CHUNK_TOKENS} ids")
-    path = None
-    if cache is not False:
-        from .config import cache_dir
-
-        root = cache_dir() / "embeddings" if cache is True else Path(cache)
+    path, root = None, sentence.cache_root(cache)
+    if root is not None:
         digest = hashlib.sha256(f"all-MiniLM-L6-v2|ids|n={len(token_ids)}".encode())
         for ids in token_ids:
             digest.update(np.asarray(ids, dtype=np.int64).tobytes() + b"|")
@@ -179,10 +176,7 @@ def embed_token_ids(token_ids: Sequence[Sequence[int]], batch_size: int = 64, ca
             vec = torch.nn.functional.normalize(feats["sentence_embedding"].float(), dim=-1)
             out[order[s:s + batch_size]] = vec.numpy()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, out)
-        tmp.replace(path)
+        sentence.save_cached(path, out)
     return out
 
 

@@ -58,22 +58,33 @@ def encode(texts: list[str], normalize: bool = True, batch_size: int = 64, cache
     vectors = model().encode(list(texts), batch_size=batch_size, normalize_embeddings=normalize,
                              convert_to_numpy=True, show_progress_bar=progress).astype(np.float32)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, vectors)
-        tmp.replace(path)
+        save_cached(path, vectors)
     return vectors
 
 
-def _cache_path(texts: list[str], normalize: bool, cache: bool | str | Path) -> Path | None:
+def cache_root(cache: bool | str | Path) -> Path | None:
+    """Where embeddings are cached: None for ``cache=False``, ``cache_dir()/embeddings`` for True, else ``cache``."""
     if cache is False:
         return None
     if cache is True:
         from .config import cache_dir
 
-        root = cache_dir() / "embeddings"
-    else:
-        root = Path(cache)
+        return cache_dir() / "embeddings"
+    return Path(cache)
+
+
+def save_cached(path: Path, vectors: np.ndarray) -> None:
+    """Write ``vectors`` to ``path`` atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, vectors)
+    tmp.replace(path)
+
+
+def _cache_path(texts: list[str], normalize: bool, cache: bool | str | Path) -> Path | None:
+    root = cache_root(cache)
+    if root is None:
+        return None
     digest = hashlib.sha256()
     digest.update(f"all-MiniLM-L6-v2|normalize={normalize}|n={len(texts)}".encode())
     for text in texts:
@@ -81,4 +92,4 @@ def _cache_path(texts: list[str], normalize: bool, cache: bool | str | Path) -> 
     return root / f"minilm-{digest.hexdigest()[:16]}.npy"
 
 
-__all__ = ["DIM", "MAX_TOKENS", "encode", "model", "tokenizer"]
+__all__ = ["DIM", "MAX_TOKENS", "cache_root", "encode", "model", "save_cached", "tokenizer"]

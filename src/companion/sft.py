@@ -280,14 +280,19 @@ class SFTConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "eval_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if not 0 <= self.warmup_steps < self.steps:
-            raise ValueError(f"warmup_steps must be in [0, steps={self.steps}), got {self.warmup_steps!r}")
-        if not self.peak_lr > 0:
-            raise ValueError(f"peak_lr must be > 0, got {self.peak_lr!r}")
+        check_schedule(self)
+
+
+def check_schedule(cfg) -> None:
+    """Shared checks of a training-loop config: steps, batch_size, eval_every, warmup_steps, peak_lr."""
+    for name in ("steps", "batch_size", "eval_every"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if not 0 <= cfg.warmup_steps < cfg.steps:
+        raise ValueError(f"warmup_steps must be in [0, steps={cfg.steps}), got {cfg.warmup_steps!r}")
+    if not cfg.peak_lr > 0:
+        raise ValueError(f"peak_lr must be > 0, got {cfg.peak_lr!r}")
 
 
 @dataclass

@@ -14,13 +14,7 @@ from sklearn.linear_model import Ridge
 from companion import embeddings as E
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one core than split across two (and the machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- similarity and geometry -------------------------------------------------------------------

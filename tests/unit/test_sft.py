@@ -12,13 +12,7 @@ from companion.model import GPTConfig, MiniGPT
 V = 40
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models step faster on one core, and a second thread only waits when the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(seed: int = 0, block: int = 32) -> MiniGPT:

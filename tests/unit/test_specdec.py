@@ -12,13 +12,7 @@ from companion.decoding import SamplingConfig
 from companion.model import GPTConfig, MiniGPT
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models step faster on one core, and a second thread only waits when the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(vocab: int = 50, n_layer: int = 2, n_embd: int = 32, seed: int = 0, scale: float = 1.0,
