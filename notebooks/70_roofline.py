@@ -73,6 +73,7 @@ from plotly.subplots import make_subplots
 from tqdm.auto import tqdm
 
 from companion import matmul as mm
+from companion.bench import paired_seconds
 from companion import roofline as rl
 from companion import viz
 from companion.book import check, glue
@@ -658,9 +659,9 @@ for name, unfused, fused, ref in (
         ("ReLU(a·x + b)", unfused_relu, lambda: fused_relu(xn, af, bf, on), lambda: torch.relu(x * a_ + b_))):
     fused()
     torch.testing.assert_close(out, ref(), rtol=1e-5, atol=1e-5)  # the fused kernel computes the same thing
-    t_un, t_fu = (mm.best_seconds(f, pick(SMOKE, 3, 7)) for f in (unfused, fused))
+    t_un, t_fu = paired_seconds(unfused, fused, repeat=9)  # alternated, medians: both see the same load
     chains[name] = dict(unfused_s=t_un, fused_s=t_fu, unfused_bytes=6 * 4 * n_fuse, fused_bytes=2 * 4 * n_fuse)
-copy_s = mm.best_seconds(lambda: out.copy_(x), pick(SMOKE, 3, 7))
+copy_s, _ = paired_seconds(lambda: out.copy_(x), lambda: fused_gelu(xn, af, bf, on), repeat=9)
 
 fig = go.Figure()
 for kind, color in (("unfused", viz.PALETTE[1]), ("fused", viz.PALETTE[2])):
