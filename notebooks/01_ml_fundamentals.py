@@ -880,7 +880,7 @@ assert flags["weighted BCE"] > 10 * max(1, flags["BCE"]), "weighting by 1:10,000
 # PR-AUC and precision at the operating point, compare against the best achievable where you can,
 # and measure a loss change over several seeds before believing it.
 #
-:::{admonition} Interview angle: "our fraud model has 99.99% accuracy"
+# :::{admonition} Interview angle: "our fraud model has 99.99% accuracy"
 # :class: tip
 # That is the all-negative baseline. Ask for precision at the recall the business needs (or the
 # reverse), and PR-AUC across thresholds. Then discuss the levers: class weights or focal loss,

@@ -34,6 +34,15 @@ def test_committed_notebooks_carry_no_outputs(root):
         assert not with_outputs, f"{source.with_suffix('.ipynb').name} has outputs in cells {with_outputs}"
 
 
+def test_every_source_is_valid_python(root):
+    """A markdown line that lost its '# ' still renders, but breaks the .py as a script and in editors."""
+    for source in chapters(root):
+        try:
+            compile(source.read_text(), str(source), "exec")
+        except SyntaxError as err:
+            pytest.fail(f"{source.name}:{err.lineno}: {err.msg} (a markdown line without its '# '?)")
+
+
 def test_every_chapter_has_a_smoke_parameter_cell(root):
     for source in chapters(root):
         nb = json.loads(source.with_suffix(".ipynb").read_text())
