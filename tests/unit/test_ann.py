@@ -132,6 +132,14 @@ def test_faiss_and_hnswlib_adapters_agree_with_flat(data):
         assert index.memory_bytes() >= data.x.nbytes
 
 
+def test_ivfpq_memory_counts_the_same_parts_as_faiss(data):
+    ours = IVFPQ(nlist=32, m=8, niter=5).build(data.x)
+    theirs = ann_eval.Faiss("IVFPQ", nlist=32, m=8).build(data.x)
+    fixed = 32 * 8 * 256 * 4  # the per-cell distance tables, nlist × m × 256 float32, in both
+    assert ours.memory_bytes() > data.n * (8 + 8) + fixed
+    assert abs(ours.memory_bytes() / theirs.memory_bytes() - 1) < 0.1, (ours.memory_bytes(), theirs.memory_bytes())
+
+
 def test_sweep_rows():
     data = ann_eval.clustered(n=1000, nq=20, d=16, n_clusters=8, rank=2)
     rows = ann_eval.sweep(lambda nlist: IVF(nlist), {"nlist": [8]}, data, {"nprobe": [1, 8]}, "IVF", progress=False)

@@ -266,9 +266,13 @@ class Faiss(Index):
         return (-dists if self._ip else dists), ids
 
     def memory_bytes(self) -> int:
+        """The serialized index, plus IVF-PQ's per-cell distance table, which faiss keeps in RAM but does not save."""
         import faiss
 
-        return int(faiss.serialize_index(self.index).nbytes)
+        size = faiss.serialize_index(self.index).nbytes
+        if self.kind == "IVFPQ":
+            size += self.index.precomputed_table.size() * 4  # nlist × m × 256 float32, as ours counts
+        return int(size)
 
     @property
     def params(self) -> dict:
