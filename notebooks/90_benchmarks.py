@@ -261,6 +261,9 @@ glue("goal_specdec", serving["specdec.greedy"].goal_ratio)
 glue("specdec_speedup", serving["specdec.greedy"].ratio)
 glue("specdec_gamma", serving["specdec.greedy"].params["gamma"])
 glue("specdec_alpha", serving["specdec.greedy"].params["alpha"])
+glue("specdec_v_run", serving["specdec.greedy"].params["verify_cost_in_run"])
+glue("specdec_c_run", serving["specdec.greedy"].params["c_in_run"])
+glue("specdec_target_mb", serving["specdec.greedy"].params["target_params"] * 4 / 1e6)  # fp32 weights
 glue("specdec_formula_err_pct", 100 * abs(serving["specdec.tokens_per_step"].ours
                                           / serving["specdec.tokens_per_step"].reference - 1))
 assert serving["specdec.greedy"].params["identical_tokens"]
@@ -289,8 +292,14 @@ assert all(r.ratio > 0 for r in serving_records)
 # Speculative decoding gains tokens per target pass within {glue:text}`specdec_formula_err_pct:.1f`%
 # of what the formula predicts, and with greedy decoding ($\gamma$ = {glue:text}`specdec_gamma`,
 # $\alpha$ = {glue:text}`specdec_alpha:.2f`) it runs {glue:text}`specdec_speedup:.2f`× as fast as the
-# target alone. This ratio moves with the load on the machine more than the others, because both sides
-# are chains of small forward passes whose fixed costs dominate. Quantizing the weights changes the
+# target alone. The reason it stays short of the 1.5× goal is measured inside the runs: a draft pass
+# costs {glue:text}`specdec_c_run:.2f` of a target decode step and a verification pass
+# {glue:text}`specdec_v_run:.2f` steps, where the formula's ideal is 1. The target's
+# {glue:text}`specdec_target_mb:.0f` MB of weights
+# sit in this CPU's cache, so a pass over γ + 1 tokens is bound by arithmetic, not by reading the
+# weights — the regime where speculative decoding gains least ({doc}`63_speculative_decoding`).
+# This ratio also moves with the load on the machine more than the others, because both sides are
+# chains of small forward passes whose fixed costs dominate. Quantizing the weights changes the
 # model's perplexity by {glue:text}`rise_int8_channel_pct:+.2f`% in int8,
 # {glue:text}`rise_int4_g128_pct:+.2f`% in int4 with groups of 128 and {glue:text}`rise_nf4_pct:+.2f`%
 # in NF4.

@@ -482,19 +482,31 @@ def specdec_records(smoke: bool) -> list[Record]:
             spec_out = [specdec.speculative_generate(target, draft, p, new, gamma, greedy) for p in prompts]
             base_out = [specdec.target_only_generate(target, p, new, greedy) for p in prompts]
             identical = all(torch.equal(a, b) for (a, _), b in zip(spec_out, base_out))
+            timed = []  # (wall seconds, stats) of every timed speculative call
+
+            def spec_run():
+                start = time.perf_counter()
+                stats = [specdec.speculative_generate(target, draft, p, new, gamma, greedy)[1] for p in prompts]
+                timed.append((time.perf_counter() - start, stats))
+
             t_spec, t_base = paired_seconds(
-                lambda: [specdec.speculative_generate(target, draft, p, new, gamma, greedy) for p in prompts],
-                lambda: [specdec.target_only_generate(target, p, new, greedy) for p in prompts],
+                spec_run, lambda: [specdec.target_only_generate(target, p, new, greedy) for p in prompts],
                 repeat=3 if smoke else 7, warmup=1)
             tokens = new * len(prompts)
+            median_call = sorted(timed, key=lambda ts: ts[0])[len(timed) // 2]
+            run = specdec.run_costs(median_call[1], median_call[0], t_base / tokens)
             greedy_alpha = sum(o for _, s in spec_out for o in s.overlap) / sum(len(s.overlap) for _, s in spec_out)
             speed = Record("specdec.greedy.speedup_vs_target_only", tokens / t_spec, tokens / t_base,
                            "target-only greedy decoding with its KV cache (kvcache.generate)", "tokens/s",
                            t_base / t_spec, "≥ 1.5×", 1.5,
                            {"gamma": gamma, "alpha": round(greedy_alpha, 4), "c": round(c, 4),
                             "verify_cost_5_tokens": round(v, 3),
+                            "c_in_run": round(run["c"], 3), "verify_cost_in_run": round(run["v"], 3),
+                            "other_per_step": round(run["other"], 3),
                             "tokens_per_step": round(sum(s.tokens_per_step for _, s in spec_out) / len(spec_out), 3),
                             "predicted_speedup": round(specdec.expected_speedup(greedy_alpha, gamma, c, v), 3),
+                            "predicted_speedup_in_run_costs": round(
+                                specdec.expected_speedup(greedy_alpha, gamma, run["c"], run["v"]), 3),
                             "identical_tokens": identical, "threads": 1, "prompts": len(prompts), "new_tokens": new,
                             "target_params": target.n_params(), "draft_params": draft.n_params()})
             progress.update()

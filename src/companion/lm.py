@@ -377,18 +377,29 @@ class Pretrained:
         return torch.tensor([self.tokenizer.encode_ordinary(text)], dtype=torch.long)
 
 
-def corpus_tokens(rcp: Recipe):
+def corpus_tokens(rcp: Recipe, cache: str | Path | None = None):
     """Train the recipe's tokenizer on its corpus and encode it: (tokenizer, TokenData).
 
     Prose and code are each split 90/10 and the pieces concatenated, so both splits hold the same mix.
+    The merges and both splits are cached as ``<cache>/models/corpus-<recipe hash>.pt``: training
+    the tokenizer and encoding the corpus take seconds, loading them milliseconds.
     """
+    from .config import cache_dir
     from .data import python_docs, stdlib_code
     from .tokenizer import Tokenizer
 
+    path = Path(cache or cache_dir()) / "models" / f"corpus-{rcp.key()}.pt"
+    if path.is_file():
+        state = torch.load(path, weights_only=True)
+        tok = Tokenizer.from_merges(state["merges"], state["pattern"])
+        return tok, TokenData(state["train"], state["val"], tok.vocab_size)
     sources = [python_docs(max_chars=rcp.prose_chars), stdlib_code(max_chars=rcp.code_chars)]
     tok = Tokenizer().train("\n".join(sources), rcp.vocab_size)
     splits = [TokenData.from_ids(tok.encode_ordinary(text), tok.vocab_size) for text in sources if text]
-    return tok, TokenData(torch.cat([s.train for s in splits]), torch.cat([s.val for s in splits]), tok.vocab_size)
+    data = TokenData(torch.cat([s.train for s in splits]), torch.cat([s.val for s in splits]), tok.vocab_size)
+    merges = [list(pair) for pair in sorted(tok.merges, key=tok.merges.__getitem__)]  # in id order
+    save_checkpoint(path, {"merges": merges, "pattern": tok.pattern, "train": data.train, "val": data.val})
+    return tok, data
 
 
 def pretrained(smoke: bool, cache: str | Path | None = None, progress: bool = True) -> Pretrained:
@@ -403,7 +414,7 @@ def pretrained(smoke: bool, cache: str | Path | None = None, progress: bool = Tr
 
     rcp = recipe(smoke)
     path = Path(cache or cache_dir()) / "models" / f"minigpt-{rcp.key()}.pt"
-    tok, data = corpus_tokens(rcp)
+    tok, data = corpus_tokens(rcp, cache)
     model_cfg, train_cfg = GPTConfig(vocab_size=rcp.vocab_size, **rcp.model), LMTrainConfig(**rcp.train)
     if path.is_file():
         state = torch.load(path, weights_only=False)

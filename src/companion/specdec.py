@@ -16,7 +16,8 @@ Greedy decoding is the special case "keep the draft token while it is the target
 The theory, for a per-token acceptance probability α (the expected overlap Σₓ min(p(x), q(x))):
 
     tokens per target step  E(α, γ) = (1 − α^(γ+1)) / (1 − α)
-    speed-up                 E(α, γ) / (γ·c + 1),   c = draft cost / target cost per forward
+    speed-up                 E(α, γ) / (γ·c + v),   c = draft cost / target cost per forward,
+                                                  v = cost of a pass over γ + 1 tokens / over one
 
 Both caches roll back after a rejection by moving their length back: ``KVCache`` writes token t
 at slot t, so the slots past the new length are simply overwritten by the next pass.
@@ -145,6 +146,8 @@ class SpecStats:
     overlap: list[float] = field(default_factory=list)  # Σ min(p, q) at every position that was tried
     target_forwards: int = 0  # verification passes plus the prompt's prefill
     draft_forwards: int = 0
+    draft_seconds: float = 0.0  # wall time inside the draft's forward passes
+    verify_seconds: float = 0.0  # wall time inside the target's verification passes (prefill excluded)
 
     @property
     def steps(self) -> int:
@@ -211,7 +214,9 @@ def speculative_generate(target, draft, prompt: torch.Tensor, max_new_tokens: in
         g = min(gamma, total - len(ids) - 1)  # never draft past the end
         proposed, q_rows, feed = [], [], ids[d_cache.length:]
         for _ in range(g):  # the draft: g cheap forwards, one token each (its first also catches up)
+            start = time.perf_counter()
             logits = draft(torch.tensor([feed]), cache=d_cache)[0, -1:]  # (1, V)
+            stats.draft_seconds += time.perf_counter() - start
             if cfg.greedy:  # the filters never move the argmax: no softmax needed
                 token = int(logits.argmax())
             else:
@@ -220,7 +225,9 @@ def speculative_generate(target, draft, prompt: torch.Tensor, max_new_tokens: in
             proposed.append(token)
             feed = [token]
         stats.draft_forwards += g
+        start = time.perf_counter()
         logits = target(torch.tensor([ids[-1:] + proposed]), cache=t_cache)[0]  # (g+1, V): one pass scores all
+        stats.verify_seconds += time.perf_counter() - start
         stats.target_forwards += 1
         drafted = torch.tensor([proposed], dtype=torch.long)  # (1, g)
         if cfg.greedy:
@@ -239,6 +246,24 @@ def speculative_generate(target, draft, prompt: torch.Tensor, max_new_tokens: in
         d_cache.length = min(d_cache.length, len(ids) + n)
         ids += proposed[:n] + [int(nxt)]
     return torch.tensor([ids]), stats
+
+
+def run_costs(stats: list[SpecStats], spec_seconds: float, base_seconds_per_token: float) -> dict[str, float]:
+    """Where the time of speculative runs went, in units of one target-only decode step.
+
+    ``stats``: the runs timed together as ``spec_seconds``; ``base_seconds_per_token``: the
+    target-only baseline's wall time over its tokens. Returns c (one draft pass), v (one
+    verification pass), other (per step: sampling, the acceptance test, cache bookkeeping) and
+    tokens_per_step, so that the speed-up is tokens_per_step / (mean γ · c + v + other) exactly.
+    """
+    if not stats or spec_seconds <= 0 or base_seconds_per_token <= 0:
+        raise ValueError("stats must be non-empty and spec_seconds, base_seconds_per_token > 0")
+    steps, drafts = sum(s.steps for s in stats), sum(s.draft_forwards for s in stats)
+    draft_s, verify_s = sum(s.draft_seconds for s in stats), sum(s.verify_seconds for s in stats)
+    unit = base_seconds_per_token
+    return {"c": draft_s / drafts / unit if drafts else 0.0, "v": verify_s / steps / unit,
+            "other": (spec_seconds - draft_s - verify_s) / steps / unit, "gamma": drafts / steps,
+            "tokens_per_step": sum(s.new_tokens for s in stats) / steps}
 
 
 def target_only_generate(target, prompt: torch.Tensor, max_new_tokens: int, cfg: SamplingConfig | None = None,
@@ -273,12 +298,19 @@ def forward_seconds(model, context: int, n_tokens: int, repeat: int = 20) -> flo
     return sorted(times[2:])[len(times[2:]) // 2]
 
 
+PASS_BURST = 10  # timed calls per (model, n) turn in pass_seconds
+
+
 @torch.no_grad()
 def pass_seconds(models: list, context: int, ns: list[int], repeat: int = 20) -> list[list[float]]:
     """Median seconds of a cached forward over n new tokens, for every model and every n in ``ns``: [model][n].
 
-    The passes are timed round-robin — each repetition runs every (model, n) once — so that load
-    from other work on the machine falls on all of them alike and their ratios stay meaningful.
+    Each model is timed on its own, its n round-robin — each repetition runs every n in turn — so
+    that load from other work on the machine falls on all of them alike. A turn is a burst of the
+    same pass, timed after one untimed call: a pass right after one of another shape or another
+    model runs markedly slower (the CPU's caches hold the last one's data), and decoding repeats one
+    shape. These are the costs of each model alone; inside speculative decoding, where draft and
+    target passes alternate, ``SpecStats.draft_seconds`` and ``verify_seconds`` record what they cost.
     """
     for n in ns:
         _check_gamma(n, name="n_tokens")
@@ -293,15 +325,16 @@ def pass_seconds(models: list, context: int, ns: list[int], repeat: int = 20) ->
         model(ids[:, :context], cache=cache)
         setups.append((model, ids, cache))
     times = [[[] for _ in ns] for _ in models]
-    for rep in range(repeat + 2):
-        for i, (model, ids, cache) in enumerate(setups):
+    for i, (model, ids, cache) in enumerate(setups):
+        for rep in range(repeat + 1):
             for j, n in enumerate(ns):
-                start = time.perf_counter()
-                model(ids[:, context:context + n], cache=cache)
-                elapsed = time.perf_counter() - start
-                cache.length = context  # rewind: every call does the same work
-                if rep >= 2:  # two warm-up rounds
-                    times[i][j].append(elapsed)
+                for call in range(1 + PASS_BURST):  # the first call of a burst is not timed
+                    start = time.perf_counter()
+                    model(ids[:, context:context + n], cache=cache)
+                    elapsed = time.perf_counter() - start
+                    cache.length = context  # rewind: every call does the same work
+                    if rep and call:  # one warm-up round
+                        times[i][j].append(elapsed)
     return [[sorted(t)[len(t) // 2] for t in row] for row in times]
 
 
@@ -414,6 +447,7 @@ __all__ = [
     "optimal_gamma",
     "pass_seconds",
     "processed_probs",
+    "run_costs",
     "sequence_distribution",
     "speculative_generate",
     "target_only_generate",

@@ -150,6 +150,17 @@ def test_pretrained_is_cached_and_reproducible(tmp_path, monkeypatch):
         assert torch.equal(a, b), "the same recipe trains the same weights"
 
 
+def test_corpus_tokens_load_from_the_cache_equal_to_a_fresh_encoding(tmp_path):
+    rcp = tiny_recipe(True)
+    tok, data = lm.corpus_tokens(rcp, cache=tmp_path)
+    assert (tmp_path / "models" / f"corpus-{rcp.key()}.pt").is_file()
+    tok2, data2 = lm.corpus_tokens(rcp, cache=tmp_path)  # loaded
+    assert tok2.merges == tok.merges and tok2.pattern == tok.pattern
+    assert torch.equal(data2.train, data.train) and torch.equal(data2.val, data.val)
+    text = "def f(x):\n    return x  # the tokenizer round-trips"
+    assert tok2.encode_ordinary(text) == tok.encode_ordinary(text) and tok2.decode(tok2.encode_ordinary(text)) == text
+
+
 def test_bad_inputs_are_named(tmp_path):
     with pytest.raises(ValueError, match="grad_accum"):
         lm.LMTrainConfig(batch_size=10, grad_accum=3)

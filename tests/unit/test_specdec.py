@@ -232,6 +232,28 @@ def test_pass_seconds_shape_and_order():
     assert len(times) == 2 and all(len(row) == 2 and all(t > 0 for t in row) for row in times)
 
 
+def test_run_costs_account_for_every_second_and_token():
+    import time
+
+    target, draft = tiny(seed=0), tiny(n_layer=1, n_embd=16, seed=1)
+    prompt, greedy = torch.tensor([[3, 1, 4]]), SamplingConfig(greedy=True)
+    start = time.perf_counter()
+    runs = [specdec.speculative_generate(target, draft, prompt, 30, 3, greedy)[1] for _ in range(2)]
+    spec_s = time.perf_counter() - start
+    assert all(0 < s.draft_seconds and 0 < s.verify_seconds for s in runs)
+    assert sum(s.draft_seconds + s.verify_seconds for s in runs) < spec_s, "forwards are part of the wall time"
+    base_per_token = 1e-3
+    costs = specdec.run_costs(runs, spec_s, base_per_token)
+    assert costs["other"] > 0 and 1 <= costs["gamma"] <= 3
+    steps = sum(s.steps for s in runs)
+    assert costs["tokens_per_step"] == pytest.approx(60 / steps)
+    # the identity: the speed-up over a baseline at base_per_token is tokens per step over the step's cost
+    speedup = 60 * base_per_token / spec_s
+    assert costs["tokens_per_step"] / (costs["gamma"] * costs["c"] + costs["v"] + costs["other"]) == pytest.approx(speedup)
+    with pytest.raises(ValueError, match="stats must be non-empty"):
+        specdec.run_costs([], spec_s, base_per_token)
+
+
 # ---------------------------------------------------------------------------------------------
 # The draft model's recipe and distillation
 # ---------------------------------------------------------------------------------------------
