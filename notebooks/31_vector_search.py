@@ -668,8 +668,8 @@ ivf_recalls = [r["recall"] for r in c_rows if r["index"] == "ours: IVF"]
 ivfpq_recalls = [r["recall"] for r in c_rows if r["index"] == "faiss: IndexIVFPQ"]
 ivf100 = ann_eval.Faiss("IVFFlat", nlist=100).build(clus.x)
 ivf100.nprobe = 10
-qps_ivf100, ids_ivf100 = ann_eval.single_query_qps(ivf100, clus.q, K)
-qps_faiss_flat, _ = ann_eval.single_query_qps(ann_eval.Faiss("Flat").build(clus.x), clus.q, K)
+qps_ivf100, ids_ivf100 = ann_eval.single_query_qps(ivf100, clus.q, K, repeat=3)
+qps_faiss_flat, _ = ann_eval.single_query_qps(ann_eval.Faiss("Flat").build(clus.x), clus.q, K, repeat=3)
 best95 = max((best(c_rows, n, 0.95) for n in names if best(c_rows, n, 0.95)), key=lambda r: r["qps"])
 ivfpq_rr = IVFPQ(int(round(math.sqrt(clus.n))), 16, niter=10).build(clus.x)
 ivfpq_rr.nprobe = 8
@@ -688,7 +688,7 @@ claims = [
      f"{min(ivf_recalls):.3f} (nprobe = 1) to {max(ivf_recalls):.3f}", "tunable up to exact; the range is a choice"),
     ("IVF-PQ recall 0.80–0.90, ~1/32 of flat", "000:L283",
      f"recall ≤ {max(ivfpq_recalls):.2f}; {mem['faiss: IndexIVFPQ']:.3f} of flat",
-     f"codes are 1/32 of flat; with the 8-byte ids and codebooks 1/{1 / mem['faiss: IndexIVFPQ']:.0f} here; "
+     f"codes are 1/32 of flat; with the 8-byte ids and the fixed tables 1/{1 / mem['faiss: IndexIVFPQ']:.0f} at this n; "
      "recall is set by the code size"),
     ("1M+: IVF+PQ with recall@10 > 0.95", "004:L2706",
      f"IVF-PQ alone ≤ {max(ivfpq_recalls):.2f}; + exact re-ranking of 100: {r_rerank:.3f}", "only with re-ranking"),
@@ -708,7 +708,7 @@ glue("claim_faiss_default", r_f16)
 glue("claim_rerank", r_rerank)
 glue("claim_ivf100_speedup", qps_ivf100 / qps_faiss_flat)
 assert r_rerank > max(ivfpq_recalls), "re-ranking lifts IVF-PQ above its code-limited ceiling"
-assert SMOKE or qps_ivf100 > 1.5 * qps_faiss_flat  # timing: asserted at full size only
+assert SMOKE or qps_ivf100 > 1.3 * qps_faiss_flat, "scanning a tenth of the lists beats a full scan"  # full size only
 
 # %% [markdown]
 # Summing up as a decision table (our measurements in brackets):
