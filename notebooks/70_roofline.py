@@ -681,7 +681,7 @@ glue("gelu_speedup", gelu["unfused_s"] / gelu["fused_s"])
 glue("relu_unfused_gbs", relu["unfused_bytes"] / relu["unfused_s"] / GB)
 glue("gelu_unfused_ms", gelu["unfused_s"] * 1e3)
 glue("gelu_fused_ms", gelu["fused_s"] * 1e3)
-assert relu["unfused_s"] > 1.5 * relu["fused_s"], "three passes over DRAM cost more than one"
+assert relu["unfused_s"] > 1.3 * relu["fused_s"], "three passes over DRAM cost more than one"
 assert gelu["unfused_s"] > 1.5 * gelu["fused_s"]
 assert gelu["fused_s"] < 4 * copy_s, "the fused GELU runs at close to the speed of a copy"
 
