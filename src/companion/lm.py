@@ -391,6 +391,8 @@ def corpus_tokens(rcp: Recipe, cache: str | Path | None = None):
     path = Path(cache or cache_dir()) / "models" / f"corpus-{rcp.key()}.pt"
     if path.is_file():
         state = torch.load(path, weights_only=True)
+        if not isinstance(state, dict) or not {"merges", "pattern", "train", "val"} <= state.keys():
+            raise ValueError(f"{path} is not a corpus cache (expected merges, pattern, train, val); delete it to rebuild")
         tok = Tokenizer.from_merges(state["merges"], state["pattern"])
         return tok, TokenData(state["train"], state["val"], tok.vocab_size)
     sources = [python_docs(max_chars=rcp.prose_chars), stdlib_code(max_chars=rcp.code_chars)]

@@ -256,9 +256,14 @@ def run_costs(stats: list[SpecStats], spec_seconds: float, base_seconds_per_toke
     verification pass), other (per step: sampling, the acceptance test, cache bookkeeping) and
     tokens_per_step, so that the speed-up is tokens_per_step / (mean γ · c + v + other) exactly.
     """
-    if not stats or spec_seconds <= 0 or base_seconds_per_token <= 0:
-        raise ValueError("stats must be non-empty and spec_seconds, base_seconds_per_token > 0")
+    if not stats or not all(isinstance(s, SpecStats) for s in stats):
+        raise ValueError(f"stats must be a non-empty list of SpecStats, got {stats!r:.80}")
+    for name, value in (("spec_seconds", spec_seconds), ("base_seconds_per_token", base_seconds_per_token)):
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError(f"{name} must be a number > 0, got {value!r}")
     steps, drafts = sum(s.steps for s in stats), sum(s.draft_forwards for s in stats)
+    if not steps:
+        raise ValueError("stats hold no target steps: nothing was generated")
     draft_s, verify_s = sum(s.draft_seconds for s in stats), sum(s.verify_seconds for s in stats)
     unit = base_seconds_per_token
     return {"c": draft_s / drafts / unit if drafts else 0.0, "v": verify_s / steps / unit,
@@ -289,6 +294,7 @@ def forward_seconds(model, context: int, n_tokens: int, repeat: int = 20) -> flo
     ids = torch.randint(0, model.cfg.vocab_size, (1, context + n_tokens), generator=torch.Generator().manual_seed(0))
     cache = KVCache.for_model(model, 1, max_len=context + n_tokens)
     model(ids[:, :context], cache=cache)
+    _check_gamma(repeat, name="repeat")
     times = []
     for _ in range(repeat + 2):
         start = time.perf_counter()
@@ -312,6 +318,9 @@ def pass_seconds(models: list, context: int, ns: list[int], repeat: int = 20) ->
     shape. These are the costs of each model alone; inside speculative decoding, where draft and
     target passes alternate, ``SpecStats.draft_seconds`` and ``verify_seconds`` record what they cost.
     """
+    _check_gamma(repeat, name="repeat")
+    if not ns:
+        raise ValueError("ns must list at least one pass size")
     for n in ns:
         _check_gamma(n, name="n_tokens")
     setups = []

@@ -159,6 +159,9 @@ def test_corpus_tokens_load_from_the_cache_equal_to_a_fresh_encoding(tmp_path):
     assert torch.equal(data2.train, data.train) and torch.equal(data2.val, data.val)
     text = "def f(x):\n    return x  # the tokenizer round-trips"
     assert tok2.encode_ordinary(text) == tok.encode_ordinary(text) and tok2.decode(tok2.encode_ordinary(text)) == text
+    torch.save({"merges": []}, tmp_path / "models" / f"corpus-{rcp.key()}.pt")  # a stale or foreign file
+    with pytest.raises(ValueError, match="is not a corpus cache"):
+        lm.corpus_tokens(rcp, cache=tmp_path)
 
 
 def test_bad_inputs_are_named(tmp_path):

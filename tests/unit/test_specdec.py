@@ -230,6 +230,10 @@ def test_pass_seconds_shape_and_order():
     target, draft = tiny(seed=0), tiny(n_layer=1, n_embd=16, seed=1)
     times = specdec.pass_seconds([target, draft], 8, [1, 4], repeat=3)
     assert len(times) == 2 and all(len(row) == 2 and all(t > 0 for t in row) for row in times)
+    with pytest.raises(ValueError, match="repeat must be"):
+        specdec.pass_seconds([target], 8, [1], repeat=0)
+    with pytest.raises(ValueError, match="ns must list"):
+        specdec.pass_seconds([target], 8, [])
 
 
 def test_run_costs_account_for_every_second_and_token():
@@ -250,8 +254,14 @@ def test_run_costs_account_for_every_second_and_token():
     # the identity: the speed-up over a baseline at base_per_token is tokens per step over the step's cost
     speedup = 60 * base_per_token / spec_s
     assert costs["tokens_per_step"] / (costs["gamma"] * costs["c"] + costs["v"] + costs["other"]) == pytest.approx(speedup)
-    with pytest.raises(ValueError, match="stats must be non-empty"):
+    with pytest.raises(ValueError, match="stats must be a non-empty list of SpecStats"):
         specdec.run_costs([], spec_s, base_per_token)
+    with pytest.raises(ValueError, match="spec_seconds must be a number > 0"):
+        specdec.run_costs(runs, 0.0, base_per_token)
+    with pytest.raises(ValueError, match="base_seconds_per_token must be a number > 0"):
+        specdec.run_costs(runs, spec_s, -1.0)
+    with pytest.raises(ValueError, match="no target steps"):
+        specdec.run_costs([specdec.SpecStats(3)], spec_s, base_per_token)
 
 
 # ---------------------------------------------------------------------------------------------
